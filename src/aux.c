@@ -1,0 +1,402 @@
+/*
+ * aux.c - helpers shared by every tlspeer class.
+ */
+#include "aux.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <mbedtls/entropy.h>
+#include <mbedtls/error.h>
+#include <mbedtls/md.h>
+#include <mbedtls/platform_util.h>
+
+/* ------------------------------------------------------------ classes */
+
+void tp_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
+                 const luaL_Reg *meta, lua_CFunction ctor,
+                 const tp_const *consts)
+{
+    luaL_newmetatable(L, tname);          /* also sets __name */
+    luaL_setfuncs(L, meta, 0);
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+
+    lua_newtable(L);
+    lua_pushcfunction(L, ctor);
+    lua_setfield(L, -2, "new");
+    for (; consts && consts->name; consts++) {
+        lua_pushinteger(L, consts->value);
+        lua_setfield(L, -2, consts->name);
+    }
+}
+
+void *tp_newobj(lua_State *L, size_t size, int nuv, const char *tname)
+{
+    void *p = lua_newuserdatauv(L, size, nuv);
+    memset(p, 0, size);
+    luaL_setmetatable(L, tname);
+    return p;
+}
+
+const char *tp_classname(const char *tname)
+{
+    const char *dot = strrchr(tname, '.');
+    return dot ? dot + 1 : tname;
+}
+
+void *tp_toobj(lua_State *L, int idx, const char *tname)
+{
+    return luaL_checkudata(L, idx, tname);
+}
+
+void *tp_checkobj(lua_State *L, int idx, const char *tname)
+{
+    tp_obj *o = luaL_checkudata(L, idx, tname);
+    if (o->closed)
+        luaL_error(L, "attempt to use a closed %s", tp_classname(tname));
+    return o;
+}
+
+/* ----------------------------------------------------------- failures */
+
+const char *tp_strerror(int err, char *buf, size_t len)
+{
+    mbedtls_strerror(err, buf, len);
+    return buf;
+}
+
+/* The message is on top of the stack: make it nil, message, code. */
+static int pushfail(lua_State *L, const char *code)
+{
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    lua_pushstring(L, code);
+    return 3;
+}
+
+int tp_fail(lua_State *L, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    return pushfail(L, code);
+}
+
+int tp_fail_mbedtls(lua_State *L, int err, const char *code,
+                    const char *fmt, ...)
+{
+    char text[160];
+    va_list ap;
+    va_start(ap, fmt);
+    lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    tp_strerror(err, text, sizeof text);
+    lua_pushfstring(L, ": %s", text);
+    lua_concat(L, 2);
+    return pushfail(L, code);
+}
+
+/* ----------------------------------------------------------- arguments */
+
+lua_Integer tp_checkrange(lua_State *L, int arg, lua_Integer lo,
+                          lua_Integer hi)
+{
+    lua_Integer v = luaL_checkinteger(L, arg);
+    if (v < lo || v > hi)
+        luaL_argerror(L, arg, lua_pushfstring(L,
+            "value %I out of range (%I..%I)", (LUAI_UACINT)v,
+            (LUAI_UACINT)lo, (LUAI_UACINT)hi));
+    return v;
+}
+
+lua_Integer tp_optrange(lua_State *L, int arg, lua_Integer def,
+                        lua_Integer lo, lua_Integer hi)
+{
+    if (lua_isnoneornil(L, arg))
+        return def;
+    return tp_checkrange(L, arg, lo, hi);
+}
+
+int tp_optboolean(lua_State *L, int arg, int def)
+{
+    if (lua_isnoneornil(L, arg))
+        return def;
+    luaL_checktype(L, arg, LUA_TBOOLEAN);
+    return lua_toboolean(L, arg);
+}
+
+mbedtls_md_type_t tp_checkhash(lua_State *L, int arg)
+{
+    switch (luaL_checkinteger(L, arg)) {
+    case TP_HASH_MD5:    return MBEDTLS_MD_MD5;
+    case TP_HASH_SHA1:   return MBEDTLS_MD_SHA1;
+    case TP_HASH_SHA256: return MBEDTLS_MD_SHA256;
+    case TP_HASH_SHA512: return MBEDTLS_MD_SHA512;
+    default:
+        luaL_argerror(L, arg, "unknown hash type (expected HASH_MD5, "
+                      "HASH_SHA1, HASH_SHA256 or HASH_SHA512)");
+        return MBEDTLS_MD_NONE;
+    }
+}
+
+/* ------------------------------------------------------------- random */
+
+/* One generator per Lua state, kept in the registry under &rng_key. */
+static const char rng_key = 'r';
+
+typedef struct tp_rngbox {
+    int ready;
+    pid_t pid;
+    mbedtls_entropy_context entropy;
+    mbedtls_ctr_drbg_context drbg;
+} tp_rngbox;
+
+static int rng_gc(lua_State *L)
+{
+    tp_rngbox *b = lua_touserdata(L, 1);
+    if (b->ready) {
+        mbedtls_ctr_drbg_free(&b->drbg);
+        mbedtls_entropy_free(&b->entropy);
+        b->ready = 0;
+    }
+    return 0;
+}
+
+int tp_rng_open(lua_State *L)
+{
+    static const char pers[] = "tlspeer";
+    tp_rngbox *b = lua_newuserdatauv(L, sizeof *b, 0);
+    int err;
+    memset(b, 0, sizeof *b);
+    lua_newtable(L);
+    lua_pushcfunction(L, rng_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    mbedtls_entropy_init(&b->entropy);
+    mbedtls_ctr_drbg_init(&b->drbg);
+    b->ready = 1;
+    err = mbedtls_ctr_drbg_seed(&b->drbg, mbedtls_entropy_func, &b->entropy,
+                                (const unsigned char *)pers, sizeof pers - 1);
+    if (err != 0) {
+        lua_pop(L, 1);
+        return tp_fail_mbedtls(L, err, "ERR_UNAVAILABLE",
+                               "cannot seed the random generator from the "
+                               "operating system's entropy source");
+    }
+    b->pid = getpid();
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &rng_key);
+    return 0;
+}
+
+mbedtls_ctr_drbg_context *tp_rng(lua_State *L)
+{
+    tp_rngbox *b;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &rng_key);
+    b = lua_touserdata(L, -1);
+    lua_pop(L, 1);                   /* the registry keeps it alive */
+    if (b == NULL)
+        luaL_error(L, "tlspeer: random generator not initialised");
+    if (b->pid != getpid()) {
+        /* A forked child must not replay its parent's random stream:
+         * fresh entropy, with the new pid as additional input. */
+        pid_t pid = getpid();
+        if (mbedtls_ctr_drbg_reseed(&b->drbg, (const unsigned char *)&pid,
+                                    sizeof pid) != 0)
+            luaL_error(L, "tlspeer: cannot reseed the random generator "
+                       "after fork");
+        b->pid = pid;
+    }
+    return &b->drbg;
+}
+
+/* ------------------------------------------------------------- memory */
+
+unsigned char *tp_scratch(lua_State *L, size_t size)
+{
+    return lua_newuserdatauv(L, size ? size : 1, 0);
+}
+
+void tp_pushhex(lua_State *L, const unsigned char *p, size_t len)
+{
+    static const char digits[] = "0123456789abcdef";
+    luaL_Buffer b;
+    char *out = luaL_buffinitsize(L, &b, len * 2 + 1);
+    size_t i;
+    for (i = 0; i < len; i++) {
+        out[2 * i] = digits[p[i] >> 4];
+        out[2 * i + 1] = digits[p[i] & 15];
+    }
+    luaL_pushresultsize(&b, len * 2);
+}
+
+/* -------------------------------------------------------------- files */
+
+int tp_readfile(lua_State *L, const char *path, size_t max,
+                unsigned char **data, size_t *len)
+{
+    struct stat st = {0};
+    unsigned char *buf;
+    size_t size, got = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        return tp_fail(L, e == ENOENT || e == ENOTDIR ? "ERR_FILE_NOT_FOUND"
+                                                       : "ERR_FILE_CANT_OPEN",
+                       "cannot open '%s': %s", path, strerror(e));
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        int isdir = S_ISDIR(st.st_mode);
+        close(fd);
+        return tp_fail(L, "ERR_FILE_CANT_OPEN", "cannot read '%s': %s", path,
+                       isdir ? "it is a directory" : "not a regular file");
+    }
+    if ((unsigned long long)st.st_size > max) {
+        close(fd);
+        return tp_fail(L, "ERR_FILE_CORRUPT",
+                       "'%s' is too large (%lld bytes, at most %lu)", path,
+                       (long long)st.st_size, (unsigned long)max);
+    }
+    size = (size_t)st.st_size;
+    buf = tp_scratch(L, size + 1);
+    while (got < size) {
+        ssize_t n = read(fd, buf + got, size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int e = errno;
+            close(fd);
+            mbedtls_platform_zeroize(buf, size + 1);
+            lua_pop(L, 1);
+            return tp_fail(L, "ERR_FILE_CANT_OPEN", "cannot read '%s': %s",
+                           path, strerror(e));
+        }
+        if (n == 0)
+            break;                   /* the file shrank: take what is there */
+        got += (size_t)n;
+    }
+    close(fd);
+    buf[got] = '\0';
+    *data = buf;
+    *len = got;
+    return 0;
+}
+
+int tp_writefile(lua_State *L, const char *path, const void *data,
+                 size_t len, unsigned int mode)
+{
+    luaL_Buffer tb;
+    const char *tmp;
+    const unsigned char *p = data;
+    int fd, e;
+
+    luaL_buffinit(L, &tb);
+    luaL_addstring(&tb, path);
+    luaL_addstring(&tb, ".tmpXXXXXX");
+    luaL_pushresult(&tb);
+    tmp = lua_tostring(L, -1);
+    /* mkstemp needs a writable copy: the scratch box holds it. */
+    {
+        size_t n = strlen(tmp);
+        char *name = (char *)tp_scratch(L, n + 1);
+        memcpy(name, tmp, n + 1);
+        lua_remove(L, -2);
+        tmp = name;
+    }
+    fd = mkstemp((char *)tmp);       /* created 0600 */
+    if (fd < 0) {
+        e = errno;
+        lua_pop(L, 1);
+        return tp_fail(L, "ERR_FILE_CANT_WRITE", "cannot write '%s': %s",
+                       path, strerror(e));
+    }
+    if (fchmod(fd, mode) != 0)
+        goto fail;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            goto fail;
+        p += n;
+        len -= (size_t)n;
+    }
+    if (fsync(fd) != 0 && errno != EINVAL)
+        goto fail;
+    if (close(fd) != 0) {
+        fd = -1;
+        goto fail;
+    }
+    fd = -1;
+    if (rename(tmp, path) != 0)
+        goto fail;
+    lua_pop(L, 1);
+    return 0;
+fail:
+    e = errno;
+    if (fd >= 0)
+        close(fd);
+    unlink(tmp);
+    lua_pop(L, 1);
+    return tp_fail(L, "ERR_FILE_CANT_WRITE", "cannot write '%s': %s", path,
+                   strerror(e));
+}
+
+/* ------------------------------------------------------------- compat */
+
+#if !TP_MBEDTLS3
+int tp_x509write_crt_set_serial_raw(mbedtls_x509write_cert *crt,
+                                    unsigned char *buf, size_t len)
+{
+    mbedtls_mpi serial;
+    int err;
+    mbedtls_mpi_init(&serial);
+    err = mbedtls_mpi_read_binary(&serial, buf, len);
+    if (err == 0)
+        err = mbedtls_x509write_crt_set_serial(crt, &serial);
+    mbedtls_mpi_free(&serial);
+    return err;
+}
+#endif
+
+#if TP_NEED_PBES2_AES
+#include <mbedtls/pkcs5.h>
+int tp_pkcs5_pbkdf2_sha(mbedtls_md_type_t md, const unsigned char *pw,
+                        size_t pwlen, const unsigned char *salt,
+                        size_t saltlen, unsigned int iterations,
+                        unsigned char *out, size_t outlen)
+{
+    mbedtls_md_context_t ctx;
+    int err;
+    mbedtls_md_init(&ctx);
+    err = mbedtls_md_setup(&ctx, mbedtls_md_info_from_type(md), 1);
+    if (err == 0)
+        err = mbedtls_pkcs5_pbkdf2_hmac(&ctx, pw, pwlen, salt, saltlen,
+                                        iterations, (uint32_t)outlen, out);
+    mbedtls_md_free(&ctx);
+    return err;
+}
+#endif
+
+#if TP_MBEDTLS3 && defined(MBEDTLS_PSA_CRYPTO_C)
+#include <psa/crypto.h>
+int tp_mbedtls_global_init(void)
+{
+    return psa_crypto_init() == PSA_SUCCESS ? 0 : -1;
+}
+#else
+int tp_mbedtls_global_init(void)
+{
+    return 0;
+}
+#endif

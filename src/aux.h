@@ -1,0 +1,118 @@
+/*
+ * aux.h - helpers shared by every tlspeer class: object headers and the
+ * closed-object check, failure tuples, range-checked integers, the per-state
+ * random generator, scratch memory and whole-file I/O.
+ */
+#ifndef TLSPEER_AUX_H
+#define TLSPEER_AUX_H
+
+#include <stddef.h>
+#include <lua.h>
+#include <lauxlib.h>
+
+#include "compat.h"
+
+#if defined(__GNUC__)
+#define TP_HIDDEN __attribute__((visibility("hidden")))
+#define TP_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define TP_HIDDEN
+#define TP_PRINTF(f, a)
+#endif
+
+/* Every userdata starts with this header; `closed` is set by __gc/__close. */
+typedef struct tp_obj {
+    unsigned char closed;
+} tp_obj;
+
+/* Metatable names. */
+#define TP_CRYPTO      "tlspeer.Crypto"
+#define TP_CRYPTOKEY   "tlspeer.CryptoKey"
+#define TP_X509        "tlspeer.X509Certificate"
+#define TP_HASHING     "tlspeer.HashingContext"
+#define TP_HMAC        "tlspeer.HMACContext"
+#define TP_AES         "tlspeer.AESContext"
+
+/* Godot's HashingContext.HashType, plus SHA-512 (ours). */
+enum { TP_HASH_MD5 = 0, TP_HASH_SHA1 = 1, TP_HASH_SHA256 = 2, TP_HASH_SHA512 = 3 };
+
+/* Classes: create the metatable `tname` (methods under __index), then push
+ * the class table: { new = ctor, <constants> }.  `consts` may be NULL. */
+typedef struct tp_const { const char *name; lua_Integer value; } tp_const;
+TP_HIDDEN void tp_newclass(lua_State *L, const char *tname,
+                           const luaL_Reg *methods, const luaL_Reg *meta,
+                           lua_CFunction ctor, const tp_const *consts);
+
+/* New zeroed userdata of `size` bytes with `nuv` user values and the
+ * metatable `tname`. */
+TP_HIDDEN void *tp_newobj(lua_State *L, size_t size, int nuv,
+                          const char *tname);
+
+/* Checks that arg `idx` is a `tname` object and not closed (raises
+ * "attempt to use a closed X" otherwise). */
+TP_HIDDEN void *tp_checkobj(lua_State *L, int idx, const char *tname);
+/* Same, but a closed object is returned too (for __gc/__tostring). */
+TP_HIDDEN void *tp_toobj(lua_State *L, int idx, const char *tname);
+/* "CryptoKey" for "tlspeer.CryptoKey". */
+TP_HIDDEN const char *tp_classname(const char *tname);
+
+/* Failure tuples: push nil, message, code and return 3.  The message of
+ * tp_fail_mbedtls ends with mbedtls' own text for `err`. */
+TP_HIDDEN int tp_fail(lua_State *L, const char *code, const char *fmt, ...)
+    TP_PRINTF(3, 4);
+TP_HIDDEN int tp_fail_mbedtls(lua_State *L, int err, const char *code,
+                              const char *fmt, ...) TP_PRINTF(4, 5);
+/* mbedtls' text for an error code, into buf. */
+TP_HIDDEN const char *tp_strerror(int err, char *buf, size_t len);
+
+/* Integers within [lo, hi]; raise a bad-argument error otherwise. */
+TP_HIDDEN lua_Integer tp_checkrange(lua_State *L, int arg, lua_Integer lo,
+                                    lua_Integer hi);
+TP_HIDDEN lua_Integer tp_optrange(lua_State *L, int arg, lua_Integer def,
+                                  lua_Integer lo, lua_Integer hi);
+/* Optional boolean: nil/none gives `def`, anything but a boolean raises. */
+TP_HIDDEN int tp_optboolean(lua_State *L, int arg, int def);
+
+/* The Lua state's random generator (seeded once from the OS, reseeded
+ * after fork).  Use with mbedtls_ctr_drbg_random. */
+TP_HIDDEN mbedtls_ctr_drbg_context *tp_rng(lua_State *L);
+TP_HIDDEN int tp_rng_open(lua_State *L); /* 0, or pushes a failure (3) */
+
+/* Hash type enum -> mbedtls type; raises on an unknown value. */
+TP_HIDDEN mbedtls_md_type_t tp_checkhash(lua_State *L, int arg);
+
+/* Scratch memory owned by the Lua state: pushes a userdata of `size` bytes.
+ * Callers wipe secrets with mbedtls_platform_zeroize before returning. */
+TP_HIDDEN unsigned char *tp_scratch(lua_State *L, size_t size);
+
+/* Reads a whole file (at most `max` bytes) into a scratch userdata pushed on
+ * the stack, NUL-terminated (the NUL is not counted in *len).  Returns 0, or
+ * pushes nil, message, code (ERR_FILE_NOT_FOUND, ERR_FILE_CANT_OPEN,
+ * ERR_FILE_CORRUPT for a file too large) and returns 3. */
+TP_HIDDEN int tp_readfile(lua_State *L, const char *path, size_t max,
+                          unsigned char **data, size_t *len);
+
+/* Writes `data` to `path` atomically (a temporary file in the same folder,
+ * then rename), with permissions `mode`.  Returns 0, or pushes nil, message,
+ * "ERR_FILE_CANT_WRITE" and returns 3; no partial file is left behind. */
+TP_HIDDEN int tp_writefile(lua_State *L, const char *path,
+                           const void *data, size_t len, unsigned int mode);
+
+/* Lowercase hex of `len` bytes, pushed as a string. */
+TP_HIDDEN void tp_pushhex(lua_State *L, const unsigned char *p, size_t len);
+
+/* Constructors other files need. */
+TP_HIDDEN mbedtls_pk_context *tp_newkey(lua_State *L); /* empty CryptoKey */
+TP_HIDDEN mbedtls_pk_context *tp_checkkey(lua_State *L, int idx);
+TP_HIDDEN int tp_key_is_public_only(lua_State *L, int idx);
+TP_HIDDEN void tp_key_mark_public(lua_State *L, int idx);
+TP_HIDDEN mbedtls_x509_crt *tp_newcert(lua_State *L);
+TP_HIDDEN mbedtls_x509_crt *tp_checkcert(lua_State *L, int idx);
+
+/* Class openers: each pushes its class table. */
+TP_HIDDEN void tp_open_crypto(lua_State *L);
+TP_HIDDEN void tp_open_key(lua_State *L);
+TP_HIDDEN void tp_open_x509(lua_State *L);
+TP_HIDDEN void tp_open_hashing(lua_State *L);
+
+#endif

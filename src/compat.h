@@ -1,0 +1,107 @@
+/*
+ * compat.h - every difference between the Lua and mbedtls versions tlspeer
+ * builds against, in one place.  Source files include this instead of
+ * testing version macros themselves.
+ *
+ * mbedtls: 2.28 LTS (Debian bookworm) and 3.6 LTS.
+ * Lua:     5.4 (5.1/5.3/LuaJIT shims are kept minimal until they are built).
+ */
+#ifndef TLSPEER_COMPAT_H
+#define TLSPEER_COMPAT_H
+
+#include <lua.h>
+#include <lauxlib.h>
+
+#include <mbedtls/version.h>
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+#include <mbedtls/build_info.h>
+#else
+#include <mbedtls/config.h>
+#endif
+
+#include <mbedtls/pk.h>
+#include <mbedtls/x509_crt.h>
+#include <mbedtls/x509_csr.h>
+#include <mbedtls/ctr_drbg.h>
+
+/* ---------------------------------------------------------------- Lua */
+
+#if LUA_VERSION_NUM < 504
+/* One user value is all 5.3 offers; 5.1/LuaJIT will need a table in the
+ * environment slot.  Only index 1 is used through these macros. */
+#define lua_newuserdatauv(L, sz, nuv) lua_newuserdata((L), (sz))
+#define lua_getiuservalue(L, idx, n)  lua_getuservalue((L), (idx))
+#define lua_setiuservalue(L, idx, n)  lua_setuservalue((L), (idx))
+#endif
+
+/* ------------------------------------------------------------ mbedtls */
+
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+#define TP_MBEDTLS3 1
+#else
+#define TP_MBEDTLS3 0
+#endif
+
+/* Struct members that 3.x made private are reached through this macro;
+ * 2.28 has them public under the same names. */
+#ifndef MBEDTLS_PRIVATE
+#define MBEDTLS_PRIVATE(member) member
+#endif
+
+#if TP_MBEDTLS3
+
+#define tp_pk_parse_key(pk, key, len, pw, pwlen, rng) \
+    mbedtls_pk_parse_key((pk), (key), (len), (pw), (pwlen), \
+                         mbedtls_ctr_drbg_random, (rng))
+#define tp_pk_check_pair(pub, prv, rng) \
+    mbedtls_pk_check_pair((pub), (prv), mbedtls_ctr_drbg_random, (rng))
+#define tp_pk_sign(pk, md, hash, hlen, sig, sigsize, siglen, rng) \
+    mbedtls_pk_sign((pk), (md), (hash), (hlen), (sig), (sigsize), (siglen), \
+                    mbedtls_ctr_drbg_random, (rng))
+#define tp_x509write_crt_set_serial_raw(crt, buf, len) \
+    mbedtls_x509write_crt_set_serial_raw((crt), (buf), (len))
+
+#else /* 2.28 */
+
+#define tp_pk_parse_key(pk, key, len, pw, pwlen, rng) \
+    ((void)(rng), mbedtls_pk_parse_key((pk), (key), (len), (pw), (pwlen)))
+#define tp_pk_check_pair(pub, prv, rng) \
+    ((void)(rng), mbedtls_pk_check_pair((pub), (prv)))
+#define tp_pk_sign(pk, md, hash, hlen, sig, sigsize, siglen, rng) \
+    ((void)(sigsize), mbedtls_pk_sign((pk), (md), (hash), (hlen), (sig), \
+                                      (siglen), mbedtls_ctr_drbg_random, (rng)))
+int tp_x509write_crt_set_serial_raw(mbedtls_x509write_cert *crt,
+                                    unsigned char *buf, size_t len);
+
+#endif
+
+/* Curve of an EC key (3.6 hides the group behind an accessor). */
+#if MBEDTLS_VERSION_NUMBER >= 0x03060000
+#define tp_pk_ec_group_id(pk) \
+    mbedtls_ecp_keypair_get_group_id(mbedtls_pk_ec(*(pk)))
+#else
+#define tp_pk_ec_group_id(pk) (mbedtls_pk_ec(*(pk))->MBEDTLS_PRIVATE(grp).id)
+#endif
+
+/* The digest a started mbedtls_md_context_t was set up with. */
+#define tp_md_info_from_ctx(ctx) ((ctx)->MBEDTLS_PRIVATE(md_info))
+
+/* Whether a parsed certificate has basicConstraints CA:TRUE. */
+#define tp_crt_is_ca(crt) ((crt)->MBEDTLS_PRIVATE(ca_istrue) != 0)
+
+/* 2.28 cannot decrypt PKCS#8 keys encrypted with PBES2 + AES-CBC, which is
+ * what OpenSSL 3 writes for `-aes256`; key.c carries a decoder for it. */
+#if !TP_MBEDTLS3
+#define TP_NEED_PBES2_AES 1
+int tp_pkcs5_pbkdf2_sha(mbedtls_md_type_t md, const unsigned char *pw,
+                        size_t pwlen, const unsigned char *salt,
+                        size_t saltlen, unsigned int iterations,
+                        unsigned char *out, size_t outlen);
+#else
+#define TP_NEED_PBES2_AES 0
+#endif
+
+/* Library-wide initialisation that some versions need (PSA in 3.x). */
+int tp_mbedtls_global_init(void);
+
+#endif

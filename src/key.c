@@ -1,0 +1,563 @@
+/*
+ * key.c - CryptoKey: RSA and EC keys, loaded from PEM or DER (PKCS#1, SEC1,
+ * PKCS#8, encrypted PKCS#8 and legacy encrypted PEM, SubjectPublicKeyInfo),
+ * saved as PEM (private keys with mode 0600).
+ */
+#include "aux.h"
+
+#include <string.h>
+
+#include <mbedtls/ecp.h>
+#include <mbedtls/pem.h>
+#include <mbedtls/pkcs5.h>
+#include <mbedtls/platform_util.h>
+#include <mbedtls/rsa.h>
+
+#define KEY_FILE_MAX   (1u << 20)     /* no key file is larger than 1 MiB */
+#define KEY_PEM_MAX    (16u << 10)    /* PEM of an 8192-bit RSA private key */
+
+typedef struct tp_key {
+    tp_obj hdr;
+    unsigned char public_only;
+    mbedtls_pk_context pk;            /* type NONE while empty */
+} tp_key;
+
+static int key_empty(const tp_key *k)
+{
+    return mbedtls_pk_get_type(&k->pk) == MBEDTLS_PK_NONE;
+}
+
+mbedtls_pk_context *tp_newkey(lua_State *L)
+{
+    tp_key *k = tp_newobj(L, sizeof *k, 0, TP_CRYPTOKEY);
+    mbedtls_pk_init(&k->pk);
+    return &k->pk;
+}
+
+mbedtls_pk_context *tp_checkkey(lua_State *L, int idx)
+{
+    tp_key *k = tp_checkobj(L, idx, TP_CRYPTOKEY);
+    return &k->pk;
+}
+
+int tp_key_is_public_only(lua_State *L, int idx)
+{
+    tp_key *k = tp_checkobj(L, idx, TP_CRYPTOKEY);
+    return k->public_only;
+}
+
+void tp_key_mark_public(lua_State *L, int idx)
+{
+    tp_key *k = tp_checkobj(L, idx, TP_CRYPTOKEY);
+    k->public_only = 1;
+}
+
+static int key_new(lua_State *L)
+{
+    tp_newkey(L);
+    return 1;
+}
+
+static int key_gc(lua_State *L)
+{
+    tp_key *k = tp_toobj(L, 1, TP_CRYPTOKEY);
+    if (!k->hdr.closed) {
+        mbedtls_pk_free(&k->pk);      /* zeroes the key material */
+        k->hdr.closed = 1;
+    }
+    return 0;
+}
+
+static int key_tostring(lua_State *L)
+{
+    tp_key *k = tp_toobj(L, 1, TP_CRYPTOKEY);
+    if (k->hdr.closed)
+        lua_pushliteral(L, "CryptoKey (closed)");
+    else if (key_empty(k))
+        lua_pushliteral(L, "CryptoKey (empty)");
+    else if (mbedtls_pk_get_type(&k->pk) == MBEDTLS_PK_RSA)
+        lua_pushfstring(L, "CryptoKey (RSA %d-bit, %s)",
+                        (int)mbedtls_pk_get_bitlen(&k->pk),
+                        k->public_only ? "public" : "private");
+    else {
+        const mbedtls_ecp_curve_info *ci =
+            mbedtls_ecp_curve_info_from_grp_id(tp_pk_ec_group_id(&k->pk));
+        lua_pushfstring(L, "CryptoKey (EC %s, %s)", ci ? ci->name : "?",
+                        k->public_only ? "public" : "private");
+    }
+    return 1;
+}
+
+/* ------------------------------------------------------------ parsing */
+
+/* PEM input must be passed to mbedtls with its NUL; DER without. */
+static int looks_pem(const unsigned char *data, size_t len)
+{
+    static const char tag[] = "-----BEGIN ";
+    size_t i;
+    for (i = 0; i + sizeof tag - 1 <= len; i++)
+        if (memcmp(data + i, tag, sizeof tag - 1) == 0)
+            return 1;
+    return 0;
+}
+
+#if TP_NEED_PBES2_AES
+static int pbes2_aes_parse(lua_State *L, mbedtls_pk_context *pk,
+                           const unsigned char *data, size_t len, int pem,
+                           const unsigned char *pw, size_t pwlen);
+#endif
+
+/* Copies the public half of `src` into `dst` (both initialised). */
+static int copy_public(lua_State *L, mbedtls_pk_context *dst,
+                       mbedtls_pk_context *src)
+{
+    unsigned char *der = tp_scratch(L, KEY_PEM_MAX);
+    int n = mbedtls_pk_write_pubkey_der(src, der, KEY_PEM_MAX);
+    int err = n;
+    if (n > 0)
+        err = mbedtls_pk_parse_public_key(dst, der + KEY_PEM_MAX - n,
+                                          (size_t)n);
+    lua_pop(L, 1);
+    return err;
+}
+
+/*
+ * Parses `data` into `pk` (initialised, empty).  Returns 0 and sets
+ * *public_only, or an mbedtls error.  `data` is NUL-terminated at len.
+ */
+static int parse_key(lua_State *L, mbedtls_pk_context *pk,
+                     const unsigned char *data, size_t len, int want_public,
+                     const char *pw, size_t pwlen, int *public_only)
+{
+    int pem = looks_pem(data, len);
+    size_t n = pem ? len + 1 : len;
+    const unsigned char *upw = (const unsigned char *)pw;
+    int err;
+
+    if (len == 0)
+        return MBEDTLS_ERR_PK_KEY_INVALID_FORMAT;
+    *public_only = 0;
+    if (want_public) {
+        err = mbedtls_pk_parse_public_key(pk, data, n);
+        if (err == 0) {
+            *public_only = 1;
+            return 0;
+        }
+        mbedtls_pk_free(pk);
+        mbedtls_pk_init(pk);
+    }
+    err = tp_pk_parse_key(pk, data, n, upw, pwlen, tp_rng(L));
+#if TP_NEED_PBES2_AES
+    if (err == MBEDTLS_ERR_PKCS5_FEATURE_UNAVAILABLE && pw != NULL) {
+        mbedtls_pk_free(pk);
+        mbedtls_pk_init(pk);
+        err = pbes2_aes_parse(L, pk, data, len, pem, upw, pwlen);
+    }
+#endif
+    if (err == 0 && want_public) {
+        /* A private key asked for as public: keep only the public half. */
+        mbedtls_pk_context pub;
+        mbedtls_pk_init(&pub);
+        err = copy_public(L, &pub, pk);
+        mbedtls_pk_free(pk);
+        *pk = pub;                    /* ownership moves */
+        *public_only = 1;
+    }
+    return err;
+}
+
+/* Loads into the key at index 1 from data; `what` names the source. */
+static int load_into(lua_State *L, const unsigned char *data, size_t len,
+                     const char *what, int isfile)
+{
+    tp_key *k = tp_checkobj(L, 1, TP_CRYPTOKEY);
+    int want_public = tp_optboolean(L, 3, 0);
+    size_t pwlen = 0;
+    const char *pw = luaL_optlstring(L, 4, NULL, &pwlen);
+    mbedtls_pk_context *tmp = tp_newkey(L);   /* collected if we fail */
+    int public_only = 0;
+    const char *bad = isfile ? "ERR_FILE_CORRUPT" : "ERR_INVALID_DATA";
+    int err = parse_key(L, tmp, data, len, want_public, pw, pwlen,
+                        &public_only);
+
+    if (err == 0) {
+        mbedtls_pk_context old = k->pk;
+        k->pk = *tmp;                 /* swap: the temporary frees the old */
+        *tmp = old;
+        k->public_only = (unsigned char)public_only;
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    if (err == MBEDTLS_ERR_PK_PASSWORD_REQUIRED)
+        return tp_fail(L, "ERR_UNAUTHORIZED", "%s is an encrypted key: pass "
+                       "its password as the third argument", what);
+    if (err == MBEDTLS_ERR_PK_PASSWORD_MISMATCH)
+        return tp_fail(L, "ERR_UNAUTHORIZED", "wrong password for %s", what);
+    if (len == 0)
+        return tp_fail(L, bad, "%s is empty", what);
+    if (!want_public) {
+        /* Say so when a public key was given where a private one is due. */
+        mbedtls_pk_context probe;
+        int pub;
+        mbedtls_pk_init(&probe);
+        pub = mbedtls_pk_parse_public_key(&probe, data,
+                                          looks_pem(data, len) ? len + 1
+                                                               : len) == 0;
+        mbedtls_pk_free(&probe);
+        if (pub)
+            return tp_fail(L, "ERR_INVALID_DATA", "%s holds a public key, "
+                           "not a private one: load it with public_only = "
+                           "true", what);
+    }
+    return tp_fail_mbedtls(L, err, bad, "cannot load a key from %s", what);
+}
+
+/* key:load(path, public_only = false, password = nil) */
+static int key_load(lua_State *L)
+{
+    const char *path;
+    unsigned char *data;
+    size_t len;
+    int r;
+    tp_checkobj(L, 1, TP_CRYPTOKEY);
+    path = luaL_checkstring(L, 2);
+    if (tp_readfile(L, path, KEY_FILE_MAX, &data, &len) != 0)
+        return 3;
+    lua_pushfstring(L, "'%s'", path);
+    r = load_into(L, data, len, lua_tostring(L, -1), 1);
+    mbedtls_platform_zeroize(data, len);
+    return r;
+}
+
+/* key:load_from_string(pem_or_der, public_only = false, password = nil) */
+static int key_load_from_string(lua_State *L)
+{
+    size_t len;
+    const char *s;
+    tp_checkobj(L, 1, TP_CRYPTOKEY);
+    s = luaL_checklstring(L, 2, &len);
+    return load_into(L, (const unsigned char *)s, len, "the string", 0);
+}
+
+/* ------------------------------------------------------------- saving */
+
+/* Writes the PEM of key 1 into a scratch buffer (pushed); returns its
+ * length, or pushes a failure and returns -3. */
+static long key_pem(lua_State *L, int public_only, unsigned char **out)
+{
+    tp_key *k = tp_checkobj(L, 1, TP_CRYPTOKEY);
+    unsigned char *buf;
+    int err;
+    if (key_empty(k)) {
+        tp_fail(L, "ERR_UNCONFIGURED", "the CryptoKey is empty: generate or "
+                "load a key first");
+        return -3;
+    }
+    if (!public_only && k->public_only) {
+        tp_fail(L, "ERR_INVALID_PARAMETER", "the CryptoKey holds only a "
+                "public key: save it with public_only = true");
+        return -3;
+    }
+    buf = tp_scratch(L, KEY_PEM_MAX);
+    err = public_only ? mbedtls_pk_write_pubkey_pem(&k->pk, buf, KEY_PEM_MAX)
+                      : mbedtls_pk_write_key_pem(&k->pk, buf, KEY_PEM_MAX);
+    if (err != 0) {
+        mbedtls_platform_zeroize(buf, KEY_PEM_MAX);
+        lua_pop(L, 1);
+        tp_fail_mbedtls(L, err, "FAILED", "cannot encode the key");
+        return -3;
+    }
+    *out = buf;
+    return (long)strlen((const char *)buf);
+}
+
+/* key:save(path, public_only = false) */
+static int key_save(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 2);
+    int public_only = tp_optboolean(L, 3, 0);
+    unsigned char *pem;
+    long n;
+    int r;
+    tp_checkobj(L, 1, TP_CRYPTOKEY);
+    n = key_pem(L, public_only, &pem);
+    if (n < 0)
+        return 3;
+    r = tp_writefile(L, path, pem, (size_t)n, public_only ? 0644 : 0600);
+    mbedtls_platform_zeroize(pem, KEY_PEM_MAX);
+    if (r != 0)
+        return 3;
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* key:save_to_string(public_only = false) */
+static int key_save_to_string(lua_State *L)
+{
+    int public_only = tp_optboolean(L, 2, 0);
+    unsigned char *pem;
+    long n = key_pem(L, public_only, &pem);
+    if (n < 0)
+        return 3;
+    lua_pushlstring(L, (const char *)pem, (size_t)n);
+    mbedtls_platform_zeroize(pem, KEY_PEM_MAX);
+    return 1;
+}
+
+/* ------------------------------------------------------------ getters */
+
+static int key_is_public_only(lua_State *L)
+{
+    tp_key *k = tp_checkobj(L, 1, TP_CRYPTOKEY);
+    lua_pushboolean(L, k->public_only);
+    return 1;
+}
+
+static int key_get_type(lua_State *L)
+{
+    tp_key *k = tp_checkobj(L, 1, TP_CRYPTOKEY);
+    switch (mbedtls_pk_get_type(&k->pk)) {
+    case MBEDTLS_PK_NONE:
+        return tp_fail(L, "ERR_UNCONFIGURED", "the CryptoKey is empty");
+    case MBEDTLS_PK_RSA:
+        lua_pushliteral(L, "rsa");
+        return 1;
+    default:
+        lua_pushliteral(L, "ec");
+        return 1;
+    }
+}
+
+static int key_get_bits(lua_State *L)
+{
+    tp_key *k = tp_checkobj(L, 1, TP_CRYPTOKEY);
+    if (key_empty(k))
+        return tp_fail(L, "ERR_UNCONFIGURED", "the CryptoKey is empty");
+    lua_pushinteger(L, (lua_Integer)mbedtls_pk_get_bitlen(&k->pk));
+    return 1;
+}
+
+/* ------------------------------------------- PBES2 + AES for mbedtls 2 */
+
+#if TP_NEED_PBES2_AES
+#include <mbedtls/aes.h>
+#include <mbedtls/asn1.h>
+#include <mbedtls/oid.h>
+#include <mbedtls/pkcs5.h>
+
+/* OIDs, DER content bytes. */
+static const unsigned char oid_pbes2[] = {0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d,
+                                          0x01, 0x05, 0x0d};
+static const unsigned char oid_pbkdf2[] = {0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d,
+                                           0x01, 0x05, 0x0c};
+static const unsigned char oid_hmac_prefix[] = {0x2a, 0x86, 0x48, 0x86, 0xf7,
+                                                0x0d, 0x02};
+static const unsigned char oid_aes_prefix[] = {0x60, 0x86, 0x48, 0x01, 0x65,
+                                               0x03, 0x04, 0x01};
+
+static int oid_is(const mbedtls_asn1_buf *oid, const unsigned char *v,
+                  size_t n)
+{
+    return oid->len == n && memcmp(oid->p, v, n) == 0;
+}
+
+/*
+ * EncryptedPrivateKeyInfo with PBES2, PBKDF2 (HMAC-SHA1/224/256/384/512)
+ * and AES-128/192/256-CBC: what OpenSSL 3 writes for `-aes256`.
+ */
+static int pbes2_aes_parse(lua_State *L, mbedtls_pk_context *pk,
+                           const unsigned char *data, size_t len, int pem,
+                           const unsigned char *pw, size_t pwlen)
+{
+    const int bad = MBEDTLS_ERR_PK_KEY_INVALID_FORMAT;
+    mbedtls_pem_context pemctx;
+    const unsigned char *der = data;
+    unsigned char *p, *end, *q, *plain;
+    size_t derlen = len, n, saltlen, ivlen, ctlen, keylen = 0;
+    unsigned char *salt, *iv, *ct, key[32];
+    int iterations, err;
+    mbedtls_md_type_t md = MBEDTLS_MD_SHA1;
+    mbedtls_asn1_buf oid;
+    mbedtls_aes_context aes;
+
+    /* Scratch for the DER first (it is never longer than the input), so
+     * nothing that may raise runs while pemctx holds memory. */
+    p = tp_scratch(L, len);
+    mbedtls_pem_init(&pemctx);
+    if (pem) {
+        size_t used;
+        err = mbedtls_pem_read_buffer(&pemctx,
+                                      "-----BEGIN ENCRYPTED PRIVATE KEY-----",
+                                      "-----END ENCRYPTED PRIVATE KEY-----",
+                                      data, NULL, 0, &used);
+        if (err != 0) {
+            mbedtls_pem_free(&pemctx);
+            return bad;
+        }
+        der = pemctx.buf;
+        derlen = pemctx.buflen;
+    }
+    /* Work on the copy: the ASN.1 readers take non-const pointers. */
+    if (derlen > len) {
+        mbedtls_pem_free(&pemctx);
+        lua_pop(L, 1);
+        return bad;
+    }
+    memmove(p, der, derlen);
+    mbedtls_pem_free(&pemctx);
+    end = p + derlen;
+
+#define NEED(x) do { if ((x) != 0) { err = bad; goto done; } } while (0)
+    err = bad;
+    NEED(mbedtls_asn1_get_tag(&p, end, &n, MBEDTLS_ASN1_CONSTRUCTED |
+                              MBEDTLS_ASN1_SEQUENCE));
+    end = p + n;
+    NEED(mbedtls_asn1_get_tag(&p, end, &n, MBEDTLS_ASN1_CONSTRUCTED |
+                              MBEDTLS_ASN1_SEQUENCE));      /* algorithm */
+    q = p + n;
+    NEED(mbedtls_asn1_get_tag(&p, q, &oid.len, MBEDTLS_ASN1_OID));
+    oid.p = p;
+    p += oid.len;
+    if (!oid_is(&oid, oid_pbes2, sizeof oid_pbes2)) {
+        err = MBEDTLS_ERR_PKCS5_FEATURE_UNAVAILABLE;
+        goto done;
+    }
+    NEED(mbedtls_asn1_get_tag(&p, q, &n, MBEDTLS_ASN1_CONSTRUCTED |
+                              MBEDTLS_ASN1_SEQUENCE));      /* PBES2 params */
+    NEED(mbedtls_asn1_get_tag(&p, q, &n, MBEDTLS_ASN1_CONSTRUCTED |
+                              MBEDTLS_ASN1_SEQUENCE));      /* KDF */
+    {
+        unsigned char *kend = p + n;
+        NEED(mbedtls_asn1_get_tag(&p, kend, &oid.len, MBEDTLS_ASN1_OID));
+        oid.p = p;
+        p += oid.len;
+        if (!oid_is(&oid, oid_pbkdf2, sizeof oid_pbkdf2)) {
+            err = MBEDTLS_ERR_PKCS5_FEATURE_UNAVAILABLE;
+            goto done;
+        }
+        NEED(mbedtls_asn1_get_tag(&p, kend, &n, MBEDTLS_ASN1_CONSTRUCTED |
+                                  MBEDTLS_ASN1_SEQUENCE));
+        kend = p + n;
+        NEED(mbedtls_asn1_get_tag(&p, kend, &saltlen, MBEDTLS_ASN1_OCTET_STRING));
+        salt = p;
+        p += saltlen;
+        NEED(mbedtls_asn1_get_int(&p, kend, &iterations));
+        if (iterations <= 0 || iterations > 10000000)
+            goto done;
+        if (p < kend && *p == MBEDTLS_ASN1_INTEGER) {
+            int kl;
+            NEED(mbedtls_asn1_get_int(&p, kend, &kl));
+            if (kl < 0)
+                goto done;
+            keylen = (size_t)kl;
+        }
+        if (p < kend) {                                      /* prf */
+            NEED(mbedtls_asn1_get_tag(&p, kend, &n, MBEDTLS_ASN1_CONSTRUCTED |
+                                      MBEDTLS_ASN1_SEQUENCE));
+            NEED(mbedtls_asn1_get_tag(&p, kend, &oid.len, MBEDTLS_ASN1_OID));
+            oid.p = p;
+            if (oid.len != sizeof oid_hmac_prefix + 1 ||
+                memcmp(oid.p, oid_hmac_prefix, sizeof oid_hmac_prefix) != 0) {
+                err = MBEDTLS_ERR_PKCS5_FEATURE_UNAVAILABLE;
+                goto done;
+            }
+            switch (oid.p[oid.len - 1]) {
+            case 7:  md = MBEDTLS_MD_SHA1; break;
+            case 8:  md = MBEDTLS_MD_SHA224; break;
+            case 9:  md = MBEDTLS_MD_SHA256; break;
+            case 10: md = MBEDTLS_MD_SHA384; break;
+            case 11: md = MBEDTLS_MD_SHA512; break;
+            default:
+                err = MBEDTLS_ERR_PKCS5_FEATURE_UNAVAILABLE;
+                goto done;
+            }
+            p = kend;
+        }
+    }
+    NEED(mbedtls_asn1_get_tag(&p, q, &n, MBEDTLS_ASN1_CONSTRUCTED |
+                              MBEDTLS_ASN1_SEQUENCE));      /* cipher */
+    NEED(mbedtls_asn1_get_tag(&p, q, &oid.len, MBEDTLS_ASN1_OID));
+    oid.p = p;
+    p += oid.len;
+    if (oid.len != sizeof oid_aes_prefix + 1 ||
+        memcmp(oid.p, oid_aes_prefix, sizeof oid_aes_prefix) != 0) {
+        err = MBEDTLS_ERR_PKCS5_FEATURE_UNAVAILABLE;
+        goto done;
+    }
+    switch (oid.p[oid.len - 1]) {
+    case 2:  n = 16; break;      /* aes128-CBC */
+    case 22: n = 24; break;      /* aes192-CBC */
+    case 42: n = 32; break;      /* aes256-CBC */
+    default:
+        err = MBEDTLS_ERR_PKCS5_FEATURE_UNAVAILABLE;
+        goto done;
+    }
+    if (keylen != 0 && keylen != n)
+        goto done;
+    keylen = n;
+    NEED(mbedtls_asn1_get_tag(&p, q, &ivlen, MBEDTLS_ASN1_OCTET_STRING));
+    if (ivlen != 16)
+        goto done;
+    iv = p;
+    p = q;
+    NEED(mbedtls_asn1_get_tag(&p, end, &ctlen, MBEDTLS_ASN1_OCTET_STRING));
+    ct = p;
+    if (ctlen == 0 || ctlen % 16 != 0)
+        goto done;
+#undef NEED
+
+    err = tp_pkcs5_pbkdf2_sha(md, pw, pwlen, salt, saltlen,
+                              (unsigned int)iterations, key, keylen);
+    if (err != 0)
+        goto done;
+    plain = tp_scratch(L, ctlen);
+    mbedtls_aes_init(&aes);
+    err = mbedtls_aes_setkey_dec(&aes, key, (unsigned)keylen * 8);
+    if (err == 0)
+        err = mbedtls_aes_crypt_cbc(&aes, MBEDTLS_AES_DECRYPT, ctlen, iv, ct,
+                                    plain);
+    mbedtls_aes_free(&aes);
+    if (err == 0) {
+        /* PKCS#7 padding: a wrong password shows up here (or below). */
+        size_t pad = plain[ctlen - 1], i;
+        int ok = pad >= 1 && pad <= 16;
+        for (i = 0; ok && i < pad; i++)
+            ok = plain[ctlen - 1 - i] == pad;
+        err = ok ? tp_pk_parse_key(pk, plain, ctlen - pad, NULL, 0, tp_rng(L))
+                 : MBEDTLS_ERR_PK_PASSWORD_MISMATCH;
+        if (err != 0)
+            err = MBEDTLS_ERR_PK_PASSWORD_MISMATCH;
+    }
+    mbedtls_platform_zeroize(plain, ctlen);
+    lua_pop(L, 1);
+done:
+    mbedtls_platform_zeroize(key, sizeof key);
+    lua_pop(L, 1);
+    return err;
+}
+#endif
+
+/* ------------------------------------------------------------- opener */
+
+static const luaL_Reg key_methods[] = {
+    {"load", key_load},
+    {"load_from_string", key_load_from_string},
+    {"save", key_save},
+    {"save_to_string", key_save_to_string},
+    {"is_public_only", key_is_public_only},
+    {"get_type", key_get_type},
+    {"get_bits", key_get_bits},
+    {NULL, NULL}
+};
+
+static const luaL_Reg key_meta[] = {
+    {"__gc", key_gc},
+    {"__close", key_gc},
+    {"__tostring", key_tostring},
+    {NULL, NULL}
+};
+
+void tp_open_key(lua_State *L)
+{
+    tp_newclass(L, TP_CRYPTOKEY, key_methods, key_meta, key_new, NULL);
+}
