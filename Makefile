@@ -34,15 +34,20 @@ else
 LIBS = -lmbedtls -lmbedx509 -lmbedcrypto
 endif
 
+# BUILD holds objects and, under BUILD/tlspeer/, a copy of the module; the
+# default build also puts the module at ./tlspeer/core.so for the specs.
 BUILD  ?= build
 SRCS    = $(wildcard src/*.c)
 OBJS    = $(SRCS:src/%.c=$(BUILD)/%.o)
-TARGET  = tlspeer/core.so
+TARGET  = $(BUILD)/tlspeer/core.so
 BUSTED  = $(LUA) /usr/bin/busted
 
 .PHONY: all deps test demo certs install uninstall clean lint FORCE
 
 all: $(TARGET)
+ifeq ($(BUILD),build)
+	@mkdir -p tlspeer && cp -f $(TARGET) tlspeer/core.so
+endif
 
 # Rebuild everything when the flags change (another mbedtls, -Werror...).
 $(BUILD)/.flags: FORCE
@@ -54,14 +59,14 @@ $(BUILD)/%.o: src/%.c src/aux.h src/compat.h $(BUILD)/.flags
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(TARGET): $(OBJS)
-	@mkdir -p tlspeer
+	@mkdir -p $(BUILD)/tlspeer
 	$(CC) $(ALL_LDFLAGS) -o $@ $(OBJS) $(LIBS)
 
 deps:
 	@sh scripts/deps.sh
 
 test: deps all
-	$(BUSTED) $(BUSTED_ARGS)
+	$(BUSTED) --cpath='$(BUILD)/?.so' $(BUSTED_ARGS)
 
 certs: deps all
 	$(LUA) certs/generate.lua

@@ -579,6 +579,7 @@ static int make_certificate(lua_State *L, int sk, int sn, int ik, int ic,
  *                                         not_after, opts) */
 static int crypto_generate_self_signed_certificate(lua_State *L)
 {
+    lua_settop(L, 6);
     CHECK_CRYPTO(L);
     return make_certificate(L, 2, 3, 2, 0, 4, 5, 6, 1);
 }
@@ -587,6 +588,7 @@ static int crypto_generate_self_signed_certificate(lua_State *L)
  *                          issuer_cert, not_before, not_after, opts) */
 static int crypto_issue_certificate(lua_State *L)
 {
+    lua_settop(L, 8);
     CHECK_CRYPTO(L);
     tp_checkcert(L, 5);
     return make_certificate(L, 2, 3, 4, 5, 6, 7, 8, 0);

@@ -219,6 +219,7 @@ static int key_load(lua_State *L)
     unsigned char *data;
     size_t len;
     int r;
+    lua_settop(L, 4);                 /* optional arguments stay at 3, 4 */
     tp_checkobj(L, 1, TP_CRYPTOKEY);
     path = luaL_checkstring(L, 2);
     if (tp_readfile(L, path, KEY_FILE_MAX, &data, &len) != 0)
@@ -234,6 +235,7 @@ static int key_load_from_string(lua_State *L)
 {
     size_t len;
     const char *s;
+    lua_settop(L, 4);
     tp_checkobj(L, 1, TP_CRYPTOKEY);
     s = luaL_checklstring(L, 2, &len);
     return load_into(L, (const unsigned char *)s, len, "the string", 0);
@@ -279,6 +281,7 @@ static int key_save(lua_State *L)
     unsigned char *pem;
     long n;
     int r;
+    lua_settop(L, 3);
     tp_checkobj(L, 1, TP_CRYPTOKEY);
     n = key_pem(L, public_only, &pem);
     if (n < 0)
@@ -294,9 +297,12 @@ static int key_save(lua_State *L)
 /* key:save_to_string(public_only = false) */
 static int key_save_to_string(lua_State *L)
 {
-    int public_only = tp_optboolean(L, 2, 0);
+    int public_only;
     unsigned char *pem;
-    long n = key_pem(L, public_only, &pem);
+    long n;
+    lua_settop(L, 2);
+    public_only = tp_optboolean(L, 2, 0);
+    n = key_pem(L, public_only, &pem);
     if (n < 0)
         return 3;
     lua_pushlstring(L, (const char *)pem, (size_t)n);

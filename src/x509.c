@@ -174,6 +174,7 @@ static int cert_load(lua_State *L)
     const char *path;
     unsigned char *data;
     size_t len;
+    lua_settop(L, 2);
     tp_checkobj(L, 1, TP_X509);
     path = luaL_checkstring(L, 2);
     if (tp_readfile(L, path, CERT_FILE_MAX, &data, &len) != 0)
@@ -186,6 +187,7 @@ static int cert_load_from_string(lua_State *L)
 {
     size_t len;
     const char *s;
+    lua_settop(L, 2);
     tp_checkobj(L, 1, TP_X509);
     s = luaL_checklstring(L, 2, &len);
     return load_into(L, (const unsigned char *)s, len, "the string", 0);
@@ -220,9 +222,11 @@ static int push_pem(lua_State *L)
 
 static int cert_save(lua_State *L)
 {
-    const char *path = luaL_checkstring(L, 2);
+    const char *path;
     size_t len;
     const char *pem;
+    lua_settop(L, 2);
+    path = luaL_checkstring(L, 2);
     if (push_pem(L) != 1)
         return 3;
     pem = lua_tolstring(L, -1, &len);
@@ -356,7 +360,9 @@ static int cert_get_fingerprint(lua_State *L)
     static const mbedtls_md_type_t types[] = {MBEDTLS_MD_MD5, MBEDTLS_MD_SHA1,
                                               MBEDTLS_MD_SHA256,
                                               MBEDTLS_MD_SHA512};
-    int which = luaL_checkoption(L, 2, "sha256", names);
+    int which;
+    lua_settop(L, 2);
+    which = luaL_checkoption(L, 2, "sha256", names);
     const mbedtls_md_info_t *md = mbedtls_md_info_from_type(types[which]);
     unsigned char out[MBEDTLS_MD_MAX_SIZE];
     FIRST(crt);

@@ -1,0 +1,43 @@
+rockspec_format = "3.0"
+package = "tlspeer"
+version = "scm-1"
+
+source = {
+  url = "git+https://tlspeer.invalid/tlspeer.git",
+}
+
+description = {
+  summary = "TLS and crypto for Lua on mbedtls, with Godot 4's networking-security classes",
+  detailed = [[
+tlspeer brings Godot 4's Crypto, CryptoKey, X509Certificate, TLSOptions,
+StreamPeerTLS, StreamPeerTCP/TCPServer, HTTPClient and the hashing/HMAC/AES
+contexts to Lua 5.4 as userdata, poll-driven for game loops and blocking
+for scripts, secure by default.
+]],
+  license = "MIT",
+  labels = { "tls", "ssl", "crypto", "mbedtls", "godot" },
+}
+
+dependencies = {
+  "lua >= 5.4, < 5.5",
+}
+
+external_dependencies = {
+  MBEDTLS = { header = "mbedtls/ssl.h" },
+}
+
+build = {
+  type = "builtin",
+  modules = {
+    ["tlspeer"] = "lua/tlspeer/init.lua",
+    ["tlspeer.core"] = {
+      sources = {
+        "src/aux.c", "src/core.c", "src/crypto.c", "src/hashing.c",
+        "src/key.c", "src/x509.c",
+      },
+      libraries = { "mbedtls", "mbedx509", "mbedcrypto" },
+      incdirs = { "$(MBEDTLS_INCDIR)" },
+      libdirs = { "$(MBEDTLS_LIBDIR)" },
+    },
+  },
+}

@@ -1,0 +1,61 @@
+-- The module table: classes, constants, versions, and a clean global space.
+local H = require "helpers"
+local tls = H.tls
+
+describe("the tlspeer module", function()
+  it("exposes the crypto classes as tables with new()", function()
+    for _, name in ipairs { "Crypto", "CryptoKey", "X509Certificate",
+                            "HashingContext", "HMACContext", "AESContext" } do
+      assert.is_table(tls[name], name)
+      assert.is_function(tls[name].new, name)
+      local obj = tls[name].new()
+      assert.equal("userdata", type(obj))
+      assert.matches("^" .. name .. " %(", tostring(obj))
+    end
+  end)
+
+  it("carries Godot's enum values", function()
+    assert.same({ 0, 1, 2, 3 }, { tls.HashingContext.HASH_MD5, tls.HashingContext.HASH_SHA1,
+                                  tls.HashingContext.HASH_SHA256, tls.HashingContext.HASH_SHA512 })
+    assert.same({ 0, 1, 2, 3 }, { tls.AESContext.MODE_ECB_ENCRYPT, tls.AESContext.MODE_ECB_DECRYPT,
+                                  tls.AESContext.MODE_CBC_ENCRYPT, tls.AESContext.MODE_CBC_DECRYPT })
+    assert.equal(2, tls.HMACContext.HASH_SHA256)
+  end)
+
+  it("names the mbedtls it runs on", function()
+    assert.matches("^%d+%.%d+%.%d+$", tls.mbedtls_version)
+  end)
+
+  it("touches no globals and prints nothing when required", function()
+    local script = [[
+      package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+      package.cpath = "build/?.so;" .. package.cpath
+      local before = {}
+      for k in pairs(_G) do before[k] = true end
+      local tls = require "tlspeer"
+      local c = tls.Crypto.new()
+      c:generate_random_bytes(16)
+      for k in pairs(_G) do
+        if not before[k] then io.stderr:write("new global: ", tostring(k), "\n") os.exit(1) end
+      end
+      for k in pairs(before) do
+        if _G[k] == nil then io.stderr:write("lost global: ", k, "\n") os.exit(1) end
+      end
+    ]]
+    local path = H.write(os.tmpname(), script)
+    local ok, out = H.run("lua5.4 " .. H.q(path))
+    os.remove(path)
+    assert.is_true(ok, out)
+    assert.equal("", out)
+  end)
+
+  it("closes objects with <close> and refuses them afterwards", function()
+    local kept
+    do
+      local k <close> = tls.CryptoKey.new()
+      kept = k
+    end
+    assert.equal("CryptoKey (closed)", tostring(kept))
+    assert.error_matches(function() kept:get_bits() end, "attempt to use a closed CryptoKey")
+  end)
+end)
