@@ -5,6 +5,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <stdint.h>
+#include <time.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -238,6 +241,83 @@ void tp_pushhex(lua_State *L, const unsigned char *p, size_t len)
         out[2 * i + 1] = digits[p[i] & 15];
     }
     luaL_pushresultsize(&b, len * 2);
+}
+
+/* ------------------------------------------------------------ buffers */
+
+int tp_buf_reserve(tp_buf *b, size_t extra)
+{
+    size_t need, cap;
+    unsigned char *p;
+    if (b->off > 0 && b->off + b->len + extra > b->cap) {
+        memmove(b->p, b->p + b->off, b->len);   /* compact first */
+        b->off = 0;
+    }
+    if (extra > SIZE_MAX - b->len)
+        return -1;
+    need = b->len + extra;
+    if (need <= b->cap)
+        return 0;
+    cap = b->cap ? b->cap : 4096;
+    while (cap < need)
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    p = realloc(b->p, cap);
+    if (p == NULL)
+        return -1;
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+void tp_buf_consume(tp_buf *b, size_t n)
+{
+    if (n >= b->len) {
+        b->off = b->len = 0;
+        return;
+    }
+    b->off += n;
+    b->len -= n;
+}
+
+void tp_buf_free(tp_buf *b)
+{
+    if (b->p != NULL) {
+        mbedtls_platform_zeroize(b->p, b->cap);
+        free(b->p);
+    }
+    memset(b, 0, sizeof *b);
+}
+
+/* ------------------------------------------------------------ waiting */
+
+double tp_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int tp_wait_fd(int fd, short events, double deadline)
+{
+    struct pollfd pfd;
+    for (;;) {
+        int ms = -1, r;
+        if (deadline >= 0) {
+            double left = deadline - tp_now();
+            if (left <= 0)
+                left = 0;
+            ms = (int)(left * 1000.0 + 0.999);
+        }
+        pfd.fd = fd;
+        pfd.events = events;
+        pfd.revents = 0;
+        r = poll(&pfd, 1, ms);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r == 0 && deadline >= 0 && tp_now() < deadline)
+            continue;                 /* woke early: wait out the rest */
+        return r;
+    }
 }
 
 /* -------------------------------------------------------------- files */

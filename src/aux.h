@@ -32,6 +32,10 @@ typedef struct tp_obj {
 #define TP_HASHING     "tlspeer.HashingContext"
 #define TP_HMAC        "tlspeer.HMACContext"
 #define TP_AES         "tlspeer.AESContext"
+#define TP_TCP         "tlspeer.StreamPeerTCP"
+#define TP_TCPSERVER   "tlspeer.TCPServer"
+#define TP_OPTIONS     "tlspeer.TLSOptions"
+#define TP_TLS         "tlspeer.StreamPeerTLS"
 
 /* Godot's HashingContext.HashType, plus SHA-512 (ours). */
 enum { TP_HASH_MD5 = 0, TP_HASH_SHA1 = 1, TP_HASH_SHA256 = 2, TP_HASH_SHA512 = 3 };
@@ -101,6 +105,24 @@ TP_HIDDEN int tp_writefile(lua_State *L, const char *path,
 /* Lowercase hex of `len` bytes, pushed as a string. */
 TP_HIDDEN void tp_pushhex(lua_State *L, const unsigned char *p, size_t len);
 
+/* A growable byte queue owned by a userdata (freed by its __gc): bytes
+ * read from a socket but not yet handed to Lua live here, so a read that
+ * times out loses nothing. */
+typedef struct tp_buf {
+    unsigned char *p;
+    size_t off, len, cap;     /* data is p[off .. off+len) */
+} tp_buf;
+TP_HIDDEN int tp_buf_reserve(tp_buf *b, size_t extra);   /* 0 or -1 */
+TP_HIDDEN void tp_buf_consume(tp_buf *b, size_t n);
+TP_HIDDEN void tp_buf_free(tp_buf *b);
+
+/* Monotonic clock in seconds. */
+TP_HIDDEN double tp_now(void);
+/* Waits with poll(2) until fd has `events` or the deadline (tp_now() based;
+ * a negative deadline waits forever).  Returns >0 ready, 0 timeout, -1
+ * error (errno set). */
+TP_HIDDEN int tp_wait_fd(int fd, short events, double deadline);
+
 /* Constructors other files need. */
 TP_HIDDEN mbedtls_pk_context *tp_newkey(lua_State *L); /* empty CryptoKey */
 TP_HIDDEN mbedtls_pk_context *tp_checkkey(lua_State *L, int idx);
@@ -109,10 +131,25 @@ TP_HIDDEN void tp_key_mark_public(lua_State *L, int idx);
 TP_HIDDEN mbedtls_x509_crt *tp_newcert(lua_State *L);
 TP_HIDDEN mbedtls_x509_crt *tp_checkcert(lua_State *L, int idx);
 
+/* The socket of a StreamPeerTCP, as StreamPeerTLS uses it. */
+struct tp_tcp;
+TP_HIDDEN struct tp_tcp *tp_testtcp(lua_State *L, int idx); /* or NULL */
+TP_HIDDEN int tp_tcp_status(struct tp_tcp *t);  /* advances a connect */
+TP_HIDDEN int tp_tcp_fd(struct tp_tcp *t);
+/* >0 bytes, 0 would block, -1 EOF, -2 error (see tp_tcp_error). */
+TP_HIDDEN long tp_tcp_recv(struct tp_tcp *t, unsigned char *buf, size_t len);
+TP_HIDDEN long tp_tcp_send(struct tp_tcp *t, const unsigned char *buf,
+                           size_t len);
+TP_HIDDEN const char *tp_tcp_error(struct tp_tcp *t);
+
 /* Class openers: each pushes its class table. */
 TP_HIDDEN void tp_open_crypto(lua_State *L);
 TP_HIDDEN void tp_open_key(lua_State *L);
 TP_HIDDEN void tp_open_x509(lua_State *L);
 TP_HIDDEN void tp_open_hashing(lua_State *L);
+TP_HIDDEN void tp_open_tcp(lua_State *L);     /* StreamPeerTCP, TCPServer */
+TP_HIDDEN void tp_open_options(lua_State *L);
+TP_HIDDEN void tp_open_tls(lua_State *L);
+TP_HIDDEN void tp_open_cabundle(lua_State *L); /* functions on the module */
 
 #endif

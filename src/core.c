@@ -35,6 +35,24 @@ int luaopen_tlspeer_core(lua_State *L)
     lua_setfield(L, -3, "HMACContext");
     lua_setfield(L, -2, "HashingContext");
 
+    tp_open_tcp(L);       /* pushes two classes */
+    lua_setfield(L, -3, "TCPServer");
+    lua_setfield(L, -2, "StreamPeerTCP");
+
+    /* The methods tables, for the Lua layer's shared StreamPeer methods. */
+    lua_newtable(L);
+    {
+        static const char *const classes[] = {TP_TCP, TP_TCPSERVER, NULL};
+        int i;
+        for (i = 0; classes[i] != NULL; i++) {
+            luaL_getmetatable(L, classes[i]);
+            lua_getfield(L, -1, "__index");
+            lua_setfield(L, -3, tp_classname(classes[i]));
+            lua_pop(L, 1);
+        }
+    }
+    lua_setfield(L, -2, "_methods");
+
     mbedtls_version_get_string(version);
     lua_pushstring(L, version);
     lua_setfield(L, -2, "mbedtls_version");

@@ -1,5 +1,6 @@
 -- tlspeer: TLS and crypto for Lua, on mbedtls, with Godot 4's classes.
 local core = require "tlspeer.core"
+local streampeer = require "tlspeer.streampeer"
 
 local M = {
   _VERSION = "tlspeer scm",
@@ -7,8 +8,11 @@ local M = {
 }
 
 for _, name in ipairs { "Crypto", "CryptoKey", "X509Certificate",
-                        "HashingContext", "HMACContext", "AESContext" } do
+                        "HashingContext", "HMACContext", "AESContext",
+                        "StreamPeerTCP", "TCPServer" } do
   M[name] = core[name]
 end
+
+streampeer.install(core._methods.StreamPeerTCP)
 
 return M
