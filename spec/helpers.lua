@@ -97,4 +97,32 @@ function H.crypto()
   return H.tls.Crypto.new()
 end
 
+-- ---------------------------------------------------------------------
+-- Added for the X509 and misuse specs.
+
+-- An OpenSSL date ("Jan  1 00:00:00 2014 GMT") as "YYYYMMDDhhmmss".
+local months = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6,
+                 Jul = 7, Aug = 8, Sep = 9, Oct = 10, Nov = 11, Dec = 12 }
+function H.openssl_time(s)
+  local mon, d, hh, mm, ss, y =
+    s:match("(%a%a%a)%s+(%d+)%s+(%d+):(%d+):(%d+)%s+(%d+)%s+GMT")
+  assert(mon and months[mon], "not an OpenSSL date: " .. tostring(s))
+  return ("%04d%02d%02d%02d%02d%02d"):format(tonumber(y), months[mon],
+    tonumber(d), tonumber(hh), tonumber(mm), tonumber(ss))
+end
+
+-- "AB:CD:EF" (OpenSSL's fingerprints and serials) as "abcdef".
+function H.uncolon(s)
+  return (s:gsub("[:%s]", ""):lower())
+end
+
+-- Runs a Lua chunk in a fresh `lua5.4` with the same package.path and
+-- package.cpath as this process; returns ok, combined output.
+function H.lua(code)
+  local prelude = ("package.path = %q; package.cpath = %q")
+    :format(package.path, package.cpath)
+  return H.run("lua5.4 -e " .. shell_quote(prelude) .. " -e "
+               .. shell_quote(code))
+end
+
 return H

@@ -414,7 +414,12 @@ static void push_issuer_name(lua_State *L, const mbedtls_x509_name *dn)
         luaL_addstring(&b, sn);
         luaL_addchar(&b, '=');
         for (i = 0; i < dn->val.len; i++) {
-            if (dn->val.p[i] == ',')
+            unsigned char ch = dn->val.p[i];
+            /* 2.28's parser knows only "\,"; 3.x reads a bare '\' as an
+             * escape and a leading '#' as hex-encoded DER, so both need
+             * escaping there ("CN=#1 Root CA"). */
+            if (ch == ',' ||
+                (TP_MBEDTLS3 && (ch == '\\' || (i == 0 && ch == '#'))))
                 luaL_addchar(&b, '\\');
             luaL_addchar(&b, (char)dn->val.p[i]);
         }
@@ -512,6 +517,12 @@ static int make_certificate(lua_State *L, int sk, int sn, int ik, int ic,
     if ((err = mbedtls_x509write_crt_set_subject_name(crt, subject_name)) != 0)
         return tp_fail_mbedtls(L, err, "ERR_INVALID_PARAMETER", "invalid "
                                "subject name '%s'", subject_name);
+    /* mbedtls 2.28 takes a name without any "attr=value" ("", "myserver")
+     * as an empty name instead of rejecting it, as 3.x does. */
+    if (crt->MBEDTLS_PRIVATE(subject) == NULL)
+        return tp_fail(L, "ERR_INVALID_PARAMETER", "invalid subject name "
+                       "'%s': no attribute=value pair such as \"CN=name\"",
+                       subject_name);
     if ((err = mbedtls_x509write_crt_set_issuer_name(crt, issuer_name)) != 0)
         return tp_fail_mbedtls(L, err, "ERR_INVALID_PARAMETER", "invalid "
                                "issuer name '%s'", issuer_name);

@@ -7,8 +7,10 @@
 
 #include <string.h>
 
+#include <mbedtls/asn1.h>
 #include <mbedtls/ecp.h>
 #include <mbedtls/pem.h>
+#include <mbedtls/pkcs12.h>
 #include <mbedtls/pkcs5.h>
 #include <mbedtls/platform_util.h>
 #include <mbedtls/rsa.h>
@@ -90,15 +92,68 @@ static int key_tostring(lua_State *L)
 
 /* ------------------------------------------------------------ parsing */
 
+static int contains(const unsigned char *data, size_t len, const char *tag)
+{
+    size_t i, n = strlen(tag);
+    for (i = 0; i + n <= len; i++)
+        if (memcmp(data + i, tag, n) == 0)
+            return 1;
+    return 0;
+}
+
 /* PEM input must be passed to mbedtls with its NUL; DER without. */
 static int looks_pem(const unsigned char *data, size_t len)
 {
-    static const char tag[] = "-----BEGIN ";
-    size_t i;
-    for (i = 0; i + sizeof tag - 1 <= len; i++)
-        if (memcmp(data + i, tag, sizeof tag - 1) == 0)
-            return 1;
-    return 0;
+    return contains(data, len, "-----BEGIN ");
+}
+
+/* An encrypted key: a complete PEM marked as encrypted, or a DER
+ * EncryptedPrivateKeyInfo (SEQUENCE { AlgorithmIdentifier, OCTET STRING };
+ * a SubjectPublicKeyInfo has a BIT STRING there). */
+static int is_encrypted(const unsigned char *data, size_t len)
+{
+    unsigned char *p = (unsigned char *)data, *end = p + len;
+    size_t n;
+    if (looks_pem(data, len))
+        return contains(data, len, "-----END ") &&
+               (contains(data, len, "Proc-Type: 4,ENCRYPTED") ||
+                contains(data, len, "-----BEGIN ENCRYPTED PRIVATE KEY-----"));
+    if (mbedtls_asn1_get_tag(&p, end, &n, MBEDTLS_ASN1_CONSTRUCTED |
+                             MBEDTLS_ASN1_SEQUENCE) != 0 || p + n != end ||
+        mbedtls_asn1_get_tag(&p, end, &n, MBEDTLS_ASN1_CONSTRUCTED |
+                             MBEDTLS_ASN1_SEQUENCE) != 0)
+        return 0;
+    p += n;
+    return mbedtls_asn1_get_tag(&p, end, &n, MBEDTLS_ASN1_OCTET_STRING) == 0 &&
+           p + n == end;
+}
+
+/*
+ * A wrong password usually fails a padding or sanity check (mbedtls says
+ * PASSWORD_MISMATCH), but about one time in 250 the wrong plaintext passes
+ * them and only its parsing fails (ASN.1, PK, RSA, EC or bignum errors).
+ * For an encrypted key given a password, such an error means a wrong
+ * password too; a broken PEM or an unsupported algorithm does not.
+ */
+static int wrong_password(const unsigned char *data, size_t len,
+                          const char *pw, int err)
+{
+    int high = -err & 0x7F80;         /* mbedtls' high-level error part */
+    if (pw == NULL || err == 0 || !is_encrypted(data, len))
+        return 0;
+    if (high >= -MBEDTLS_ERR_PEM_NO_HEADER_FOOTER_PRESENT &&
+        high <= -MBEDTLS_ERR_PEM_BAD_INPUT_DATA)
+        return 0;
+    switch (err) {
+    case MBEDTLS_ERR_PK_ALLOC_FAILED:
+    case MBEDTLS_ERR_PK_UNKNOWN_PK_ALG:
+    case MBEDTLS_ERR_PK_FEATURE_UNAVAILABLE:
+    case MBEDTLS_ERR_PKCS5_FEATURE_UNAVAILABLE:
+    case MBEDTLS_ERR_PKCS12_FEATURE_UNAVAILABLE:
+        return 0;
+    default:
+        return 1;
+    }
 }
 
 #if TP_NEED_PBES2_AES
@@ -152,6 +207,16 @@ static int parse_key(lua_State *L, mbedtls_pk_context *pk,
         mbedtls_pk_free(pk);
         mbedtls_pk_init(pk);
         err = pbes2_aes_parse(L, pk, data, len, pem, upw, pwlen);
+    } else if (err == MBEDTLS_ERR_PK_KEY_INVALID_FORMAT && !pem &&
+               pw != NULL) {
+        /* 2.28 reports an unsupported PBES2 cipher in DER as an invalid
+         * format: try the AES decoder, keep its answer if it decrypted. */
+        int err2;
+        mbedtls_pk_free(pk);
+        mbedtls_pk_init(pk);
+        err2 = pbes2_aes_parse(L, pk, data, len, pem, upw, pwlen);
+        if (err2 == 0 || err2 == MBEDTLS_ERR_PK_PASSWORD_MISMATCH)
+            err = err2;
     }
 #endif
     if (err == 0 && want_public) {
@@ -188,10 +253,13 @@ static int load_into(lua_State *L, const unsigned char *data, size_t len,
         lua_pushboolean(L, 1);
         return 1;
     }
-    if (err == MBEDTLS_ERR_PK_PASSWORD_REQUIRED)
+    if (err == MBEDTLS_ERR_PK_PASSWORD_REQUIRED ||
+        (pw == NULL && err == MBEDTLS_ERR_PK_KEY_INVALID_FORMAT &&
+         !looks_pem(data, len) && is_encrypted(data, len)))
         return tp_fail(L, "ERR_UNAUTHORIZED", "%s is an encrypted key: pass "
                        "its password as the third argument", what);
-    if (err == MBEDTLS_ERR_PK_PASSWORD_MISMATCH)
+    if (err == MBEDTLS_ERR_PK_PASSWORD_MISMATCH ||
+        wrong_password(data, len, pw, err))
         return tp_fail(L, "ERR_UNAUTHORIZED", "wrong password for %s", what);
     if (len == 0)
         return tp_fail(L, bad, "%s is empty", what);
@@ -222,6 +290,8 @@ static int key_load(lua_State *L)
     lua_settop(L, 4);                 /* optional arguments stay at 3, 4 */
     tp_checkobj(L, 1, TP_CRYPTOKEY);
     path = luaL_checkstring(L, 2);
+    (void)tp_optboolean(L, 3, 0);     /* bad arguments raise even when */
+    (void)luaL_optstring(L, 4, NULL); /* the file cannot be read */
     if (tp_readfile(L, path, KEY_FILE_MAX, &data, &len) != 0)
         return 3;
     lua_pushfstring(L, "'%s'", path);
