@@ -141,6 +141,20 @@ TP_HIDDEN long tp_tcp_recv(struct tp_tcp *t, unsigned char *buf, size_t len);
 TP_HIDDEN long tp_tcp_send(struct tp_tcp *t, const unsigned char *buf,
                            size_t len);
 TP_HIDDEN const char *tp_tcp_error(struct tp_tcp *t);
+TP_HIDDEN void tp_tcp_disconnect(struct tp_tcp *t);
+TP_HIDDEN void tp_tcp_peer_text(struct tp_tcp *t, char *buf, size_t len);
+
+/* TLSOptions, as StreamPeerTLS uses them. */
+struct tp_options;
+TP_HIDDEN struct tp_options *tp_checkoptions(lua_State *L, int idx);
+TP_HIDDEN mbedtls_ssl_config *tp_options_conf(struct tp_options *o);
+TP_HIDDEN int tp_options_is_server(struct tp_options *o);
+TP_HIDDEN int tp_options_is_unsafe(struct tp_options *o);
+TP_HIDDEN void tp_options_push_cn_override(lua_State *L, int idx);
+
+/* The default CA bundle (an X509Certificate, loaded once): pushes it and
+ * returns 1, or pushes a failure and returns 3. */
+TP_HIDDEN int tp_cabundle_push(lua_State *L);
 
 /* Class openers: each pushes its class table. */
 TP_HIDDEN void tp_open_crypto(lua_State *L);

@@ -101,6 +101,50 @@ int tp_pkcs5_pbkdf2_sha(mbedtls_md_type_t md, const unsigned char *pw,
 #define TP_NEED_PBES2_AES 0
 #endif
 
+/* ---------------------------------------------------------------- TLS */
+
+#include <mbedtls/ssl.h>
+
+/* Protocol versions: 2.28 speaks TLS 1.2 at most; 3.6 adds TLS 1.3. */
+#if TP_MBEDTLS3 && defined(MBEDTLS_SSL_PROTO_TLS1_3)
+#define TP_HAVE_TLS13 1
+#else
+#define TP_HAVE_TLS13 0
+#endif
+
+#if TP_MBEDTLS3
+#define tp_ssl_conf_min_tls12(conf) \
+    mbedtls_ssl_conf_min_tls_version((conf), MBEDTLS_SSL_VERSION_TLS1_2)
+#define tp_ssl_conf_min_tls13(conf) \
+    mbedtls_ssl_conf_min_tls_version((conf), MBEDTLS_SSL_VERSION_TLS1_3)
+#define tp_ssl_conf_max_tls12(conf) \
+    mbedtls_ssl_conf_max_tls_version((conf), MBEDTLS_SSL_VERSION_TLS1_2)
+#else
+#define tp_ssl_conf_min_tls12(conf) \
+    mbedtls_ssl_conf_min_version((conf), MBEDTLS_SSL_MAJOR_VERSION_3, \
+                                 MBEDTLS_SSL_MINOR_VERSION_3)
+#define tp_ssl_conf_min_tls13(conf) ((void)(conf))
+#define tp_ssl_conf_max_tls12(conf) \
+    mbedtls_ssl_conf_max_version((conf), MBEDTLS_SSL_MAJOR_VERSION_3, \
+                                 MBEDTLS_SSL_MINOR_VERSION_3)
+#endif
+
+/* Bytes of an encrypted record mbedtls_ssl_write committed but could not
+ * flush yet (the next write call flushes them and reports them written). */
+#define tp_ssl_out_left(ssl) ((ssl)->MBEDTLS_PRIVATE(out_left))
+
+/* The description byte of the last alert record received. */
+#define tp_ssl_alert_received(ssl) \
+    ((ssl)->MBEDTLS_PRIVATE(in_msg) != NULL ? \
+     (ssl)->MBEDTLS_PRIVATE(in_msg)[1] : 0)
+
+/* 3.6 reports a TLS 1.3 NewSessionTicket from mbedtls_ssl_read. */
+#ifdef MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET
+#define TP_ERR_NEW_SESSION_TICKET MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET
+#else
+#define TP_ERR_NEW_SESSION_TICKET (-0x7FFF0000)   /* never returned */
+#endif
+
 /* Library-wide initialisation that some versions need (PSA in 3.x). */
 int tp_mbedtls_global_init(void);
 

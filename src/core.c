@@ -39,10 +39,19 @@ int luaopen_tlspeer_core(lua_State *L)
     lua_setfield(L, -3, "TCPServer");
     lua_setfield(L, -2, "StreamPeerTCP");
 
+    tp_open_options(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "TLSOptions");
+    tp_open_tls(L);       /* uses the TLSOptions class below it */
+    lua_setfield(L, -3, "StreamPeerTLS");
+    lua_pop(L, 1);
+    tp_open_cabundle(L);  /* functions on the module table */
+
     /* The methods tables, for the Lua layer's shared StreamPeer methods. */
     lua_newtable(L);
     {
-        static const char *const classes[] = {TP_TCP, TP_TCPSERVER, NULL};
+        static const char *const classes[] = {TP_TCP, TP_TCPSERVER, TP_TLS,
+                                              TP_OPTIONS, NULL};
         int i;
         for (i = 0; classes[i] != NULL; i++) {
             luaL_getmetatable(L, classes[i]);

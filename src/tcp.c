@@ -325,6 +325,24 @@ const char *tp_tcp_error(struct tp_tcp *t)
     return t->error;
 }
 
+void tp_tcp_disconnect(struct tp_tcp *t)
+{
+    tcp_close_fd(t);
+    tp_buf_free(&t->in);
+    t->status = TCP_NONE;
+    t->peer_closed = 0;
+}
+
+/* "127.0.0.1:8443", "[::1]:8443" or "" */
+void tp_tcp_peer_text(struct tp_tcp *t, char *buf, size_t len)
+{
+    if (t->host[0] == '\0' || t->status == TCP_NONE)
+        buf[0] = '\0';
+    else
+        snprintf(buf, len, strchr(t->host, ':') ? "[%s]:%d" : "%s:%d",
+                 t->host, t->port);
+}
+
 /* ------------------------------------------------ StreamPeerTCP methods */
 
 static struct tp_tcp *checktcp(lua_State *L)

@@ -9,10 +9,32 @@ local M = {
 
 for _, name in ipairs { "Crypto", "CryptoKey", "X509Certificate",
                         "HashingContext", "HMACContext", "AESContext",
-                        "StreamPeerTCP", "TCPServer" } do
+                        "StreamPeerTCP", "TCPServer", "TLSOptions",
+                        "StreamPeerTLS" } do
+  M[name] = core[name]
+end
+
+for _, name in ipairs { "set_certificate_bundle_override",
+                        "get_certificate_bundle_override",
+                        "get_system_ca_certificates",
+                        "get_certificate_bundle_source" } do
   M[name] = core[name]
 end
 
 streampeer.install(core._methods.StreamPeerTCP)
+streampeer.install(core._methods.StreamPeerTLS)
+
+-- The Mozilla bundle shipped with tlspeer, the last resort of the default
+-- CA bundle: next to this file once installed, or certs/ in a checkout.
+do
+  local source = debug.getinfo(1, "S").source
+  local dir = source:match("^@(.*)/[^/]*$") or "."
+  core._set_shipped_bundles {
+    dir .. "/ca-certificates.crt",
+    dir .. "/../../certs/ca-certificates.crt",
+  }
+end
+
+M.pipe = require "tlspeer.pipe"
 
 return M
