@@ -42,7 +42,7 @@ OBJS    = $(SRCS:src/%.c=$(BUILD)/%.o)
 TARGET  = $(BUILD)/tlspeer/core.so
 BUSTED  = $(LUA) /usr/bin/busted
 
-.PHONY: all deps test demo certs install uninstall clean lint FORCE
+.PHONY: all deps test demo certs ca-bundle install uninstall clean FORCE
 
 all: $(TARGET)
 ifeq ($(BUILD),build)
@@ -71,14 +71,26 @@ test: deps all
 certs: deps all
 	$(LUA) certs/generate.lua
 
+# The fallback CA bundle: Mozilla's roots as Debian's ca-certificates
+# package ships them (see certs/CA-BUNDLE.md).
+MOZILLA_CERTS ?= /usr/share/ca-certificates/mozilla
+ca-bundle:
+	@test -d $(MOZILLA_CERTS) || { echo "install Debian's ca-certificates package first" >&2; exit 1; }
+	{ echo "# Mozilla's CA roots, from Debian's ca-certificates package"; \
+	  echo "# $$(dpkg-query -W -f='$${Version}' ca-certificates 2>/dev/null), made by 'make ca-bundle'"; \
+	  for f in $(MOZILLA_CERTS)/*.crt; do echo "# $$(basename $$f .crt)"; cat $$f; done; } \
+	  > certs/ca-certificates.crt.tmp && mv certs/ca-certificates.crt.tmp certs/ca-certificates.crt
+	@echo "certs/ca-certificates.crt: $$(grep -c 'BEGIN CERTIFICATE' certs/ca-certificates.crt) certificates"
+
 install: all
 	install -d $(DESTDIR)$(LUA_LIBDIR)/tlspeer $(DESTDIR)$(LUA_SHAREDIR)/tlspeer
 	install -m 0755 $(TARGET) $(DESTDIR)$(LUA_LIBDIR)/tlspeer/core.so
 	install -m 0644 lua/tlspeer/*.lua $(DESTDIR)$(LUA_SHAREDIR)/tlspeer/
+	install -m 0644 certs/ca-certificates.crt $(DESTDIR)$(LUA_SHAREDIR)/tlspeer/ca-certificates.crt
 
 uninstall:
 	rm -f $(DESTDIR)$(LUA_LIBDIR)/tlspeer/core.so
-	rm -f $(addprefix $(DESTDIR)$(LUA_SHAREDIR)/tlspeer/,$(notdir $(wildcard lua/tlspeer/*.lua)))
+	rm -f $(addprefix $(DESTDIR)$(LUA_SHAREDIR)/tlspeer/,$(notdir $(wildcard lua/tlspeer/*.lua)) ca-certificates.crt)
 
 clean:
 	rm -rf $(BUILD) tlspeer

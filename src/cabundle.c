@@ -100,12 +100,26 @@ static int load_bundle(lua_State *L, int state, int with_override)
             return 2;
         }
     }
-    for (i = 0; system_bundles[i] != NULL; i++)
-        if (is_file(system_bundles[i]) &&
-            load_lenient(crt, system_bundles[i], 0) > 0) {
-            lua_pushstring(L, system_bundles[i]);
-            return 2;
+    if (lua_getfield(L, state, "system") == LUA_TTABLE) {
+        /* The specs replace the operating system's list. */
+        for (i = 1; lua_rawgeti(L, -1, i) == LUA_TSTRING; i++) {
+            const char *path = lua_tostring(L, -1);
+            if (is_file(path) && load_lenient(crt, path, 0) > 0) {
+                lua_remove(L, -2);
+                return 2;
+            }
+            lua_pop(L, 1);
         }
+        lua_pop(L, 1);
+    } else
+        for (i = 0; system_bundles[i] != NULL; i++)
+            if (is_file(system_bundles[i]) &&
+                load_lenient(crt, system_bundles[i], 0) > 0) {
+                lua_pop(L, 1);
+                lua_pushstring(L, system_bundles[i]);
+                return 2;
+            }
+    lua_pop(L, 1);
     lua_getfield(L, state, "shipped");
     if (lua_istable(L, -1)) {
         for (i = 1; lua_rawgeti(L, -1, i) == LUA_TSTRING; i++) {
@@ -210,6 +224,20 @@ static int set_shipped(lua_State *L)
     return 0;
 }
 
+/* core._set_system_bundles{paths} or nil: replaces the list of operating
+ * system locations (for the specs of the lookup order). */
+static int set_system(lua_State *L)
+{
+    if (!lua_isnoneornil(L, 1))
+        luaL_checktype(L, 1, LUA_TTABLE);
+    push_state(L);
+    lua_pushvalue(L, 1);
+    lua_setfield(L, -2, "system");
+    lua_pushnil(L);
+    lua_setfield(L, -2, "cached");
+    return 0;
+}
+
 void tp_open_cabundle(lua_State *L)
 {
     static const luaL_Reg fns[] = {
@@ -218,6 +246,7 @@ void tp_open_cabundle(lua_State *L)
         {"get_system_ca_certificates", get_system_ca_certificates},
         {"get_certificate_bundle_source", get_source},
         {"_set_shipped_bundles", set_shipped},
+        {"_set_system_bundles", set_system},
         {NULL, NULL}
     };
     luaL_setfuncs(L, fns, 0);
