@@ -71,6 +71,10 @@ test: deps all
 certs: deps all
 	$(LUA) certs/generate.lua
 
+demo: deps all
+	@$(LUA) certs/generate.lua >/dev/null
+	$(LUA) examples/demo.lua
+
 # The fallback CA bundle: Mozilla's roots as Debian's ca-certificates
 # package ships them (see certs/CA-BUNDLE.md).
 MOZILLA_CERTS ?= /usr/share/ca-certificates/mozilla

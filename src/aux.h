@@ -144,6 +144,11 @@ TP_HIDDEN const char *tp_tcp_error(struct tp_tcp *t);
 TP_HIDDEN void tp_tcp_disconnect(struct tp_tcp *t);
 TP_HIDDEN void tp_tcp_peer_text(struct tp_tcp *t, char *buf, size_t len);
 
+/* The socket behind a TCPServer, StreamPeerTCP or StreamPeerTLS at idx
+ * (-1 if none); *ready is set when the object has data buffered already. */
+TP_HIDDEN int tp_tcp_pollfd(lua_State *L, int idx, int *ready);
+TP_HIDDEN int tp_tls_pollfd(lua_State *L, int idx, int *ready);
+
 /* TLSOptions, as StreamPeerTLS uses them. */
 struct tp_options;
 TP_HIDDEN struct tp_options *tp_checkoptions(lua_State *L, int idx);

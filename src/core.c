@@ -4,6 +4,10 @@
  */
 #include "aux.h"
 
+#include <errno.h>
+#include <poll.h>
+#include <time.h>
+
 #include <mbedtls/version.h>
 
 #if defined(__GNUC__)
@@ -13,6 +17,71 @@
 #endif
 
 TP_EXPORT int luaopen_tlspeer_core(lua_State *L);
+
+/*
+ * core._wait(readers, writers, timeout): blocks with one poll(2) until a
+ * socket of the objects in `readers` is readable, one in `writers` is
+ * writable, an object has data buffered already, or `timeout` seconds pass.
+ * The objects are TCPServers, StreamPeerTCPs and StreamPeerTLSs (over TCP);
+ * others are ignored.  Returns the number of ready sockets.
+ */
+static int core_wait(lua_State *L)
+{
+    struct pollfd stack_fds[64], *fds = stack_fds;
+    lua_Integer nr, nw, i;
+    double timeout = luaL_optnumber(L, 3, -1);
+    int n = 0, ready = 0, r;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    if (!lua_isnoneornil(L, 2))
+        luaL_checktype(L, 2, LUA_TTABLE);
+    nr = (lua_Integer)lua_rawlen(L, 1);
+    nw = lua_istable(L, 2) ? (lua_Integer)lua_rawlen(L, 2) : 0;
+    if (nr + nw > 64)
+        fds = lua_newuserdatauv(L, sizeof *fds * (size_t)(nr + nw), 0);
+    for (i = 1; i <= nr + nw; i++) {
+        int fd;
+        lua_rawgeti(L, i <= nr ? 1 : 2, i <= nr ? i : i - nr);
+        fd = tp_tcp_pollfd(L, -1, &ready);
+        if (fd < 0)
+            fd = tp_tls_pollfd(L, -1, &ready);
+        lua_pop(L, 1);
+        if (fd < 0)
+            continue;
+        fds[n].fd = fd;
+        fds[n].events = i <= nr ? POLLIN : POLLOUT;
+        fds[n].revents = 0;
+        n++;
+    }
+    if (ready)
+        timeout = 0;
+    do
+        r = poll(fds, (nfds_t)n, timeout < 0 ? -1
+                 : (int)(timeout * 1000.0 + 0.5));
+    while (r < 0 && errno == EINTR);
+    lua_pushinteger(L, r < 0 ? 0 : r + ready);
+    return 1;
+}
+
+/* core._now(): a monotonic clock in seconds. */
+static int core_now(lua_State *L)
+{
+    lua_pushnumber(L, tp_now());
+    return 1;
+}
+
+/* core._sleep(seconds) */
+static int core_sleep(lua_State *L)
+{
+    double s = luaL_checknumber(L, 1);
+    if (s > 0) {
+        struct timespec ts;
+        ts.tv_sec = (time_t)s;
+        ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+            ;
+    }
+    return 0;
+}
 
 int luaopen_tlspeer_core(lua_State *L)
 {
@@ -61,6 +130,13 @@ int luaopen_tlspeer_core(lua_State *L)
         }
     }
     lua_setfield(L, -2, "_methods");
+
+    lua_pushcfunction(L, core_wait);
+    lua_setfield(L, -2, "_wait");
+    lua_pushcfunction(L, core_now);
+    lua_setfield(L, -2, "_now");
+    lua_pushcfunction(L, core_sleep);
+    lua_setfield(L, -2, "_sleep");
 
     mbedtls_version_get_string(version);
     lua_pushstring(L, version);

@@ -325,8 +325,23 @@ const char *tp_tcp_error(struct tp_tcp *t)
     return t->error;
 }
 
+/* Reads and drops what the peer sent that nobody will read, without
+ * blocking: closing a socket with unread input makes the kernel send a
+ * reset, which can overtake our last record (an alert, a close_notify). */
+static void drain_input(struct tp_tcp *t)
+{
+    unsigned char junk[4096];
+    int i;
+    for (i = 0; i < 16 && t->fd >= 0; i++)
+        if (recv(t->fd, junk, sizeof junk, MSG_DONTWAIT) <= 0)
+            break;
+    if (t->fd >= 0)
+        shutdown(t->fd, SHUT_WR);
+}
+
 void tp_tcp_disconnect(struct tp_tcp *t)
 {
+    drain_input(t);
     tcp_close_fd(t);
     tp_buf_free(&t->in);
     t->status = TCP_NONE;
@@ -515,6 +530,7 @@ static int tcp_get_local_port(lua_State *L)
 static int tcp_disconnect_from_host(lua_State *L)
 {
     struct tp_tcp *t = checktcp(L);
+    drain_input(t);
     tcp_close_fd(t);
     tp_buf_free(&t->in);
     t->status = TCP_NONE;
@@ -895,6 +911,25 @@ static int server_stop(lua_State *L)
     s->fd = -1;
     s->port = 0;
     return 0;
+}
+
+/* ------------------------------------------------------------ waiting */
+
+int tp_tcp_pollfd(lua_State *L, int idx, int *ready)
+{
+    struct tp_tcp *t = luaL_testudata(L, idx, TP_TCP);
+    tp_server *s;
+    if (t != NULL) {
+        if (t->hdr.closed)
+            return -1;
+        if (t->in.len > 0 || t->status == TCP_CONNECTING)
+            *ready = *ready || t->in.len > 0;
+        return t->fd;
+    }
+    s = luaL_testudata(L, idx, TP_TCPSERVER);
+    if (s != NULL && !s->hdr.closed)
+        return s->fd;
+    return -1;
 }
 
 /* ------------------------------------------------------------- opener */

@@ -1159,6 +1159,18 @@ static int tls_has_pending(lua_State *L)
     return 1;
 }
 
+int tp_tls_pollfd(lua_State *L, int idx, int *ready)
+{
+    struct tp_tls *t = luaL_testudata(L, idx, TP_TLS);
+    if (t == NULL || t->hdr.closed || t->tcp == NULL)
+        return -1;
+    if (t->in.len > 0 || (connected_ssl(t) &&
+                          (mbedtls_ssl_check_pending(&t->ssl) ||
+                           mbedtls_ssl_get_bytes_avail(&t->ssl) > 0)))
+        *ready = 1;
+    return tp_tcp_fd(t->tcp);
+}
+
 static int tls_gc(lua_State *L)
 {
     struct tp_tls *t = tp_toobj(L, 1, TP_TLS);

@@ -37,4 +37,8 @@ end
 
 M.pipe = require "tlspeer.pipe"
 
+local helpers = require "tlspeer.helpers"
+M.listen = helpers.listen
+M.connect = helpers.connect
+
 return M
