@@ -30,14 +30,22 @@ build = {
   type = "builtin",
   modules = {
     ["tlspeer"] = "lua/tlspeer/init.lua",
+    ["tlspeer.streampeer"] = "lua/tlspeer/streampeer.lua",
+    ["tlspeer.helpers"] = "lua/tlspeer/helpers.lua",
+    ["tlspeer.pipe"] = "lua/tlspeer/pipe.lua",
     ["tlspeer.core"] = {
       sources = {
-        "src/aux.c", "src/core.c", "src/crypto.c", "src/hashing.c",
-        "src/key.c", "src/x509.c",
+        "src/aux.c", "src/cabundle.c", "src/core.c", "src/crypto.c",
+        "src/hashing.c", "src/key.c", "src/options.c", "src/tcp.c",
+        "src/tls.c", "src/x509.c",
       },
       libraries = { "mbedtls", "mbedx509", "mbedcrypto" },
       incdirs = { "$(MBEDTLS_INCDIR)" },
       libdirs = { "$(MBEDTLS_LIBDIR)" },
     },
+  },
+  -- The fallback CA bundle goes next to init.lua, where the module looks.
+  install = {
+    lua = { ["tlspeer.ca-certificates"] = "certs/ca-certificates.crt" },
   },
 }
