@@ -37,6 +37,10 @@ end
 
 M.pipe = require "tlspeer.pipe"
 
+local http = require "tlspeer.http"
+M.HTTPClient = http
+M.request = http.request_url
+
 local helpers = require "tlspeer.helpers"
 M.listen = helpers.listen
 M.connect = helpers.connect

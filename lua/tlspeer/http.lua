@@ -1,0 +1,963 @@
+-- HTTPClient (Godot 4 semantics) and tls.request: HTTP/1.1 in Lua, on top of
+-- the StreamPeer methods of StreamPeerTCP / StreamPeerTLS.
+--
+-- HTTPClient is poll-driven: connect_to_host(), then poll() until
+-- STATUS_CONNECTED; request(), then poll() until the response headers are in
+-- (STATUS_BODY, or STATUS_CONNECTED when there is no body); then
+-- read_response_body_chunk() until the status leaves STATUS_BODY.  With
+-- set_blocking_mode(true) each of those waits (in poll(2)) instead.
+local core = require "tlspeer.core"
+
+local StreamPeerTCP, StreamPeerTLS, TLSOptions =
+  core.StreamPeerTCP, core.StreamPeerTLS, core.TLSOptions
+local now, wait_sockets = core._now, core._wait
+
+local MAX_HEADER_BYTES = 64 * 1024     -- status line + headers (+ trailers)
+local MAX_HEADERS = 256
+local MAX_CHUNK_LINE = 4096
+local READ_SIZE = 65536
+local USER_AGENT = "tlspeer/scm (Lua)"
+
+local HTTPClient = {
+  METHOD_GET = 0, METHOD_HEAD = 1, METHOD_POST = 2, METHOD_PUT = 3,
+  METHOD_DELETE = 4, METHOD_OPTIONS = 5, METHOD_TRACE = 6, METHOD_CONNECT = 7,
+  METHOD_PATCH = 8, METHOD_MAX = 9,
+
+  STATUS_DISCONNECTED = 0, STATUS_RESOLVING = 1, STATUS_CANT_RESOLVE = 2,
+  STATUS_CONNECTING = 3, STATUS_CANT_CONNECT = 4, STATUS_CONNECTED = 5,
+  STATUS_REQUESTING = 6, STATUS_BODY = 7, STATUS_CONNECTION_ERROR = 8,
+  STATUS_TLS_HANDSHAKE_ERROR = 9,
+
+  RESPONSE_CONTINUE = 100, RESPONSE_SWITCHING_PROTOCOLS = 101,
+  RESPONSE_OK = 200, RESPONSE_CREATED = 201, RESPONSE_ACCEPTED = 202,
+  RESPONSE_NO_CONTENT = 204, RESPONSE_PARTIAL_CONTENT = 206,
+  RESPONSE_MOVED_PERMANENTLY = 301, RESPONSE_FOUND = 302, RESPONSE_SEE_OTHER = 303,
+  RESPONSE_NOT_MODIFIED = 304, RESPONSE_TEMPORARY_REDIRECT = 307,
+  RESPONSE_PERMANENT_REDIRECT = 308, RESPONSE_BAD_REQUEST = 400,
+  RESPONSE_UNAUTHORIZED = 401, RESPONSE_FORBIDDEN = 403, RESPONSE_NOT_FOUND = 404,
+  RESPONSE_METHOD_NOT_ALLOWED = 405, RESPONSE_REQUEST_TIMEOUT = 408,
+  RESPONSE_TOO_MANY_REQUESTS = 429, RESPONSE_INTERNAL_SERVER_ERROR = 500,
+  RESPONSE_NOT_IMPLEMENTED = 501, RESPONSE_BAD_GATEWAY = 502,
+  RESPONSE_SERVICE_UNAVAILABLE = 503, RESPONSE_GATEWAY_TIMEOUT = 504,
+}
+HTTPClient.__index = HTTPClient
+
+local METHODS = { [0] = "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "TRACE",
+                  "CONNECT", "PATCH" }
+local S = HTTPClient     -- status names, shorter
+
+local STATUS_NAMES = {}
+for k, v in pairs(HTTPClient) do
+  if k:match("^STATUS_") then STATUS_NAMES[v] = k:sub(8):lower():gsub("_", " ") end
+end
+
+----------------------------------------------------------------- helpers
+
+local function argerror(n, fname, msg)
+  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), 3)
+end
+
+-- A header table whose lookups ignore case ("content-type" finds
+-- "Content-Type"); pairs() shows the names as the server sent them.
+local function header_dict()
+  local lower = {}
+  return setmetatable({}, {
+    __index = function(_, k)
+      if type(k) == "string" then
+        local real = lower[k:lower()]
+        if real then return rawget(_, real) end
+      end
+    end,
+    __newindex = function(t, k, v)
+      local real = lower[k:lower()]
+      if real then
+        rawset(t, real, v)
+      else
+        lower[k:lower()] = k
+        rawset(t, k, v)
+      end
+    end,
+  })
+end
+
+local function has_crlf(s)
+  return s:find("[\r\n]") ~= nil
+end
+
+-- Percent-encoding for query strings (RFC 3986 unreserved kept).
+local function urlencode(s)
+  return (tostring(s):gsub("[^%w%-%._~]", function(c)
+    return ("%%%02X"):format(c:byte())
+  end))
+end
+
+----------------------------------------------------------------- objects
+
+function HTTPClient.new()
+  return setmetatable({
+    status = S.STATUS_DISCONNECTED,
+    chunk_size = 65536,
+    blocking = false,
+    timeout = 30,
+  }, HTTPClient)
+end
+
+function HTTPClient:__tostring()
+  local where = self.host and ((self.use_tls and "https://" or "http://") .. self.host
+    .. ":" .. self.port) or "nowhere"
+  return ("HTTPClient (%s, %s)"):format(STATUS_NAMES[self.status], where)
+end
+
+HTTPClient.__close = function(self) self:close() end
+-- Nothing to free by hand: the sockets are collected with their objects.
+HTTPClient.__gc = function() end
+
+function HTTPClient:get_status()
+  return self.status
+end
+
+-- Ours: why the status is an error one (message, code), or nothing.
+function HTTPClient:get_error()
+  if self.err then return self.err[1], self.err[2] end
+end
+
+function HTTPClient:_fail(status, msg, code)
+  self.status = status
+  self.err = { msg, code }
+  if self.peer and self.peer ~= self.tcp then pcall(self.peer.disconnect_from_stream, self.peer) end
+  if self.tcp then pcall(self.tcp.disconnect_from_host, self.tcp) end
+  self.peer, self.tcp = nil, nil
+end
+
+function HTTPClient:set_blocking_mode(enabled)
+  if type(enabled) ~= "boolean" then argerror(1, "set_blocking_mode", "boolean expected") end
+  self.blocking = enabled
+end
+
+function HTTPClient:is_blocking_mode_enabled()
+  return self.blocking
+end
+
+-- Ours: how long blocking calls wait, in seconds (30 by default).
+function HTTPClient:set_timeout(seconds)
+  if type(seconds) ~= "number" or seconds < 0 then argerror(1, "set_timeout", "seconds expected") end
+  self.timeout = seconds
+end
+
+function HTTPClient:set_read_chunk_size(n)
+  if math.type(n) ~= "integer" or n < 256 or n > 16 * 1024 * 1024 then
+    argerror(1, "set_read_chunk_size", "integer from 256 to 16777216 expected")
+  end
+  self.chunk_size = n
+end
+
+function HTTPClient:get_read_chunk_size()
+  return self.chunk_size
+end
+
+--------------------------------------------------------------- connecting
+
+-- client:connect_to_host(host, port = -1, tls_options = nil)
+function HTTPClient:connect_to_host(host, port, tls_options)
+  if type(host) ~= "string" or host == "" then argerror(1, "connect_to_host", "host name expected") end
+  port = port == nil and -1 or port
+  if math.type(port) ~= "integer" or port < -1 or port == 0 or port > 65535 then
+    argerror(2, "connect_to_host", "port 1..65535 or -1 expected")
+  end
+  local use_tls = false
+  local scheme, rest = host:match("^(%a[%w+.-]*)://(.*)$")
+  if scheme then
+    scheme = scheme:lower()
+    if scheme == "https" then use_tls = true
+    elseif scheme ~= "http" then
+      return nil, ("unsupported scheme '%s' (http or https)"):format(scheme), "ERR_INVALID_PARAMETER"
+    end
+    host = rest
+  end
+  host = host:gsub("/.*$", "")
+  if host:match("^%[.*%]$") then host = host:sub(2, -2) end   -- [::1]
+  if host == "" then return nil, "the host name is empty", "ERR_INVALID_PARAMETER" end
+  if tls_options ~= nil then
+    if getmetatable(tls_options) ~= getmetatable(TLSOptions.client_unsafe()) then
+      argerror(3, "connect_to_host", "TLSOptions expected")
+    end
+    if tls_options:is_server() then
+      return nil, "connect_to_host needs client TLSOptions, not server ones",
+        "ERR_INVALID_PARAMETER"
+    end
+    use_tls = true
+  end
+  if port == -1 then port = use_tls and 443 or 80 end
+  self:close()
+  self.host, self.port, self.use_tls, self.tls_options = host, port, use_tls, tls_options
+  self.err = nil
+  self.status = S.STATUS_RESOLVING
+  if self.blocking then self:_block_until(function() return self.status ~= S.STATUS_RESOLVING
+    and self.status ~= S.STATUS_CONNECTING end) end
+  return true
+end
+
+function HTTPClient:close()
+  if self.peer and self.peer ~= self.tcp then pcall(self.peer.disconnect_from_stream, self.peer) end
+  if self.tcp then pcall(self.tcp.disconnect_from_host, self.tcp) end
+  self.tcp, self.peer = nil, nil
+  self.status = S.STATUS_DISCONNECTED
+  self.inbuf, self.outbuf = nil, nil
+  self.response = nil
+end
+
+function HTTPClient:_start_connect()
+  local tcp = StreamPeerTCP.new()
+  local ok, msg, code = tcp:connect_to_host(self.host, self.port)
+  if not ok then
+    return self:_fail(code == "ERR_CANT_RESOLVE" and S.STATUS_CANT_RESOLVE or S.STATUS_CANT_CONNECT,
+      msg, code)
+  end
+  tcp:set_no_delay(true)
+  self.tcp, self.peer = tcp, tcp
+  self.status = S.STATUS_CONNECTING
+end
+
+function HTTPClient:_advance_connect()
+  local tcp = self.tcp
+  tcp:poll()
+  local ts = tcp:get_status()
+  if ts == StreamPeerTCP.STATUS_ERROR then
+    local msg = tcp:get_error()
+    return self:_fail(S.STATUS_CANT_CONNECT, msg or ("cannot connect to " .. self.host),
+      "ERR_CANT_CONNECT")
+  end
+  if ts ~= StreamPeerTCP.STATUS_CONNECTED then return end
+  if not self.use_tls then
+    self.status = S.STATUS_CONNECTED
+    return
+  end
+  if self.peer == tcp then
+    local options = self.tls_options
+    if not options then
+      local msg, code
+      options, msg, code = TLSOptions.client()
+      if not options then return self:_fail(S.STATUS_TLS_HANDSHAKE_ERROR, msg, code) end
+    end
+    local peer = StreamPeerTLS.new()
+    local ok, msg, code = peer:connect_to_stream(tcp, self.host, options)
+    if not ok then return self:_fail(S.STATUS_TLS_HANDSHAKE_ERROR, msg, code) end
+    self.peer = peer
+  end
+  local peer = self.peer
+  peer:poll()
+  local ps = peer:get_status()
+  if ps == StreamPeerTLS.STATUS_CONNECTED then
+    self.status = S.STATUS_CONNECTED
+  elseif ps ~= StreamPeerTLS.STATUS_HANDSHAKING then
+    local msg, code = peer:get_error()
+    self:_fail(S.STATUS_TLS_HANDSHAKE_ERROR, msg or "the TLS handshake failed", code or "FAILED")
+  end
+end
+
+----------------------------------------------------------------- I/O
+
+-- Reads what has arrived into inbuf.  Returns bytes read, or nil at the end
+-- of the stream (msg, code for an error).
+function HTTPClient:_fill(max)
+  local data, msg, code = self.peer:get_partial_data(max or READ_SIZE)
+  if not data then
+    if code == "ERR_FILE_EOF" then return nil end
+    return nil, msg, code
+  end
+  if #data > 0 then
+    local buf = self.inbuf
+    if buf.pos > 1 and buf.pos > #buf.data then
+      buf.data, buf.pos = data, 1
+    else
+      buf.data = buf.data:sub(buf.pos) .. data
+      buf.pos = 1
+    end
+  end
+  return #data
+end
+
+function HTTPClient:_flush()
+  local out = self.outbuf
+  while out and out[1] do
+    local n, msg, code = self.peer:put_partial_data(out[1])
+    if not n then return nil, msg, code end
+    if n == 0 then return true end
+    if n < #out[1] then
+      out[1] = out[1]:sub(n + 1)
+      return true
+    end
+    table.remove(out, 1)
+  end
+  return true
+end
+
+-- Blocks in poll(2) until done() or the timeout; for blocking mode.
+function HTTPClient:_block_until(done)
+  local deadline = now() + self.timeout
+  while true do
+    self:_step()
+    if done() then return true end
+    local left = deadline - now()
+    if left <= 0 then
+      self:_fail(S.STATUS_CONNECTION_ERROR, ("timed out after %g s (%s)")
+        :format(self.timeout, STATUS_NAMES[self.status]), "ERR_TIMEOUT")
+      return false
+    end
+    local readers, writers = {}, {}
+    if self.peer then
+      readers[1] = self.peer
+      if self.status == S.STATUS_CONNECTING or (self.outbuf and self.outbuf[1]) then
+        writers[1] = self.peer
+      end
+    end
+    wait_sockets(readers, writers, math.min(left, 0.25))
+  end
+end
+
+------------------------------------------------------------- requests
+
+local function normalise_headers(headers, fname)
+  local list = {}
+  if headers == nil then return list end
+  if type(headers) ~= "table" then argerror(3, fname, "list of \"Name: value\" strings expected") end
+  if #headers > 0 or next(headers) == nil then
+    for i, h in ipairs(headers) do
+      if type(h) ~= "string" or not h:match("^[^:]+:") or has_crlf(h) then
+        argerror(3, fname, ("header %d is not a \"Name: value\" line"):format(i))
+      end
+      list[#list + 1] = h
+    end
+  else
+    local names = {}
+    for k in pairs(headers) do names[#names + 1] = k end
+    table.sort(names, function(a, b) return tostring(a) < tostring(b) end)
+    for _, k in ipairs(names) do
+      local v = headers[k]
+      if type(k) ~= "string" or k:find("[:%s]") or (type(v) ~= "string" and type(v) ~= "number")
+        or has_crlf(tostring(v)) then
+        argerror(3, fname, ("header '%s' is not a name with a string value"):format(tostring(k)))
+      end
+      list[#list + 1] = k .. ": " .. tostring(v)
+    end
+  end
+  return list
+end
+
+local function has_header(list, name)
+  name = name:lower()
+  for _, h in ipairs(list) do
+    if h:match("^([^:]+)"):lower():match("^%s*(.-)%s*$") == name then return true end
+  end
+  return false
+end
+
+-- client:request(method, url, headers, body = "")
+function HTTPClient:request(method, url, headers, body)
+  if math.type(method) ~= "integer" or not METHODS[method] then
+    argerror(1, "request", "METHOD_* value expected")
+  end
+  if type(url) ~= "string" or url == "" or has_crlf(url) or url:find(" ") then
+    argerror(2, "request", "URL path expected (no spaces or line breaks)")
+  end
+  local list = normalise_headers(headers, "request")
+  body = body == nil and "" or body
+  if type(body) ~= "string" then argerror(4, "request", "string expected") end
+  if self.status ~= S.STATUS_CONNECTED then
+    return nil, ("cannot send a request while %s"):format(STATUS_NAMES[self.status]),
+      "ERR_UNCONFIGURED"
+  end
+  local name = METHODS[method]
+  local lines = { name .. " " .. url .. " HTTP/1.1" }
+  if not has_header(list, "Host") then
+    local h = self.host:find(":") and ("[" .. self.host .. "]") or self.host
+    local default = self.use_tls and 443 or 80
+    lines[#lines + 1] = "Host: " .. h .. (self.port ~= default and (":" .. self.port) or "")
+  end
+  if not has_header(list, "User-Agent") then lines[#lines + 1] = "User-Agent: " .. USER_AGENT end
+  if not has_header(list, "Accept") then lines[#lines + 1] = "Accept: */*" end
+  if not has_header(list, "Content-Length") and not has_header(list, "Transfer-Encoding")
+      and (#body > 0 or name == "POST" or name == "PUT" or name == "PATCH") then
+    lines[#lines + 1] = "Content-Length: " .. #body
+  end
+  for _, h in ipairs(list) do lines[#lines + 1] = h end
+  lines[#lines + 1] = "\r\n"
+  self.outbuf = { table.concat(lines, "\r\n") }
+  if #body > 0 then self.outbuf[2] = body end
+  self.inbuf = { data = "", pos = 1 }
+  self.response = { method = name }
+  self.err = nil
+  self.status = S.STATUS_REQUESTING
+  local ok, msg, code = self:_flush()
+  if not ok then
+    self:_fail(S.STATUS_CONNECTION_ERROR, msg, code)
+    return nil, msg, code
+  end
+  if self.blocking then
+    self:_block_until(function() return self.status ~= S.STATUS_REQUESTING end)
+  end
+  return true
+end
+
+-- Parses the status line and headers once they are all in.  Returns true
+-- when done, false to wait for more; fails the client on bad input.
+function HTTPClient:_parse_head()
+  local buf = self.inbuf
+  while true do
+    local data = buf.data
+    local s, e = data:find("\r?\n\r?\n", buf.pos)
+    if not s then
+      if #data - buf.pos + 1 > MAX_HEADER_BYTES then
+        self:_fail(S.STATUS_CONNECTION_ERROR, ("the response headers are larger than %d bytes")
+          :format(MAX_HEADER_BYTES), "ERR_INVALID_DATA")
+      end
+      return false
+    end
+    if s - buf.pos > MAX_HEADER_BYTES then
+      self:_fail(S.STATUS_CONNECTION_ERROR, ("the response headers are larger than %d bytes")
+        :format(MAX_HEADER_BYTES), "ERR_INVALID_DATA")
+      return false
+    end
+    local head = data:sub(buf.pos, s - 1)
+    buf.pos = e + 1
+    local status_line, rest = head:match("^([^\r\n]*)\r?\n?(.*)$")
+    local major, minor, code = status_line:match("^HTTP/(%d)%.(%d) (%d%d%d)")
+    if not code then
+      self:_fail(S.STATUS_CONNECTION_ERROR, ("malformed status line %q"):format(status_line:sub(1, 80)),
+        "ERR_INVALID_DATA")
+      return false
+    end
+    code = tonumber(code)
+    local headers, dict = {}, header_dict()
+    for line in rest:gmatch("[^\r\n]+") do
+      local name, value = line:match("^([^:%s][^:]*):%s*(.-)%s*$")
+      if not name or name:find("%s") then
+        self:_fail(S.STATUS_CONNECTION_ERROR, ("malformed header line %q"):format(line:sub(1, 80)),
+          "ERR_INVALID_DATA")
+        return false
+      end
+      if #headers >= MAX_HEADERS then
+        self:_fail(S.STATUS_CONNECTION_ERROR, ("more than %d response headers"):format(MAX_HEADERS),
+          "ERR_INVALID_DATA")
+        return false
+      end
+      headers[#headers + 1] = name .. ": " .. value
+      local old = dict[name]
+      dict[name] = old and (old .. ", " .. value) or value
+    end
+    if code >= 100 and code < 200 and code ~= 101 then
+      -- 100 Continue and friends: the real response follows.
+    else
+      local r = self.response
+      r.code, r.headers, r.dict = code, headers, dict
+      r.http10 = major == "1" and minor == "0"
+      return self:_setup_body()
+    end
+  end
+end
+
+function HTTPClient:_setup_body()
+  local r, dict = self.response, self.response.dict
+  local conn = (dict["Connection"] or ""):lower()
+  r.keep_alive = not conn:find("close") and (not r.http10 or conn:find("keep%-alive") ~= nil)
+  r.length = -1
+  local te = (dict["Transfer-Encoding"] or ""):lower()
+  if r.method == "HEAD" or r.code == 204 or r.code == 304 or r.code == 101 then
+    r.done = true
+  elseif te:find("chunked") then
+    r.chunked = true
+    r.chunk_left = 0
+    r.chunk_state = "size"
+  elseif dict["Content-Length"] then
+    -- Repeated Content-Length headers must agree (RFC 9112, 6.3).
+    local cl, first, ok = dict["Content-Length"], nil, true
+    for v in cl:gmatch("[^,]+") do
+      local n = v:match("^%s*(%d+)%s*$")
+      if not n or (first and n ~= first) then ok = false end
+      first = first or n
+    end
+    r.length = ok and first and math.tointeger(tonumber(first)) or nil
+    if not r.length then
+      self:_fail(S.STATUS_CONNECTION_ERROR, ("invalid Content-Length %q"):format(cl:sub(1, 40)),
+        "ERR_INVALID_DATA")
+      return false
+    end
+    r.left = r.length
+    r.done = r.length == 0
+  else
+    r.until_close = true
+    r.keep_alive = false
+  end
+  if r.done then self:_body_done() else self.status = S.STATUS_BODY end
+  return true
+end
+
+function HTTPClient:_body_done()
+  local r = self.response
+  r.done = true
+  if r.keep_alive then
+    self.status = S.STATUS_CONNECTED
+  else
+    if self.peer and self.peer ~= self.tcp then pcall(self.peer.disconnect_from_stream, self.peer) end
+    if self.tcp then pcall(self.tcp.disconnect_from_host, self.tcp) end
+    self.tcp, self.peer = nil, nil
+    self.status = S.STATUS_DISCONNECTED
+  end
+end
+
+------------------------------------------------------------------ poll
+
+function HTTPClient:_step()
+  local st = self.status
+  if st == S.STATUS_RESOLVING then
+    self:_start_connect()          -- resolves; CONNECTING on the next poll
+  elseif st == S.STATUS_CONNECTING then
+    self:_advance_connect()
+  elseif st == S.STATUS_REQUESTING then
+    local ok, msg, code = self:_flush()
+    if not ok then return self:_fail(S.STATUS_CONNECTION_ERROR, msg, code) end
+    while self.status == S.STATUS_REQUESTING do
+      local n, m, c = self:_fill()
+      if n == nil then
+        if self:_parse_head() then return end
+        if self.status ~= S.STATUS_REQUESTING then return end
+        return self:_fail(S.STATUS_CONNECTION_ERROR, m or
+          "the server closed the connection before sending a response", c or "ERR_CONNECTION_ERROR")
+      end
+      if self:_parse_head() or self.status ~= S.STATUS_REQUESTING or n == 0 then return end
+    end
+  elseif st == S.STATUS_CONNECTED then
+    -- An idle keep-alive connection: notice when the server closes it.
+    local peer = self.peer
+    if peer then
+      peer:poll()
+      local ps = peer:get_status()
+      if (peer == self.tcp and ps ~= StreamPeerTCP.STATUS_CONNECTED)
+          or (peer ~= self.tcp and ps ~= StreamPeerTLS.STATUS_CONNECTED) then
+        self:close()
+      end
+    end
+  end
+end
+
+-- client:poll(): one non-blocking step (in blocking mode: until the status
+-- changes).  Returns true, or nil, message, code when not connected at all.
+function HTTPClient:poll()
+  if self.status == S.STATUS_DISCONNECTED and not self.host then
+    return nil, "not connected: call connect_to_host() first", "ERR_UNCONFIGURED"
+  end
+  if self.blocking and (self.status == S.STATUS_RESOLVING or self.status == S.STATUS_CONNECTING
+      or self.status == S.STATUS_REQUESTING) then
+    local from = self.status
+    self:_block_until(function() return self.status ~= from end)
+  else
+    self:_step()
+  end
+  return true
+end
+
+--------------------------------------------------------------- response
+
+function HTTPClient:has_response()
+  local r = self.response
+  return r ~= nil and r.code ~= nil
+end
+
+function HTTPClient:get_response_code()
+  local r = self.response
+  return r and r.code or 0
+end
+
+function HTTPClient:get_response_headers()
+  local r = self.response
+  return r and r.headers and table.move(r.headers, 1, #r.headers, 1, {}) or {}
+end
+
+-- Names as the server sent them; lookups ignore case; a repeated header's
+-- values are joined with ", " (get_response_headers() keeps each line).
+function HTTPClient:get_response_headers_as_dictionary()
+  local r = self.response
+  local d = header_dict()
+  if r and r.dict then
+    for k, v in pairs(r.dict) do d[k] = v end
+  end
+  return d
+end
+
+function HTTPClient:is_response_chunked()
+  local r = self.response
+  return r ~= nil and r.chunked == true
+end
+
+function HTTPClient:get_response_body_length()
+  local r = self.response
+  return r and r.length or -1
+end
+
+-- Takes up to `max` bytes of body from inbuf / the stream (raw, before
+-- chunk decoding).  Returns the string (maybe ""), or nil at the end of the
+-- stream.
+function HTTPClient:_take(max)
+  local buf = self.inbuf
+  local avail = #buf.data - buf.pos + 1
+  if avail == 0 then
+    local n, msg, code = self:_fill(math.max(max, 1))
+    if n == nil then return nil, msg, code end
+    avail = #buf.data - buf.pos + 1
+    if avail == 0 then return "" end
+  end
+  local take = math.min(avail, max)
+  local s = buf.data:sub(buf.pos, buf.pos + take - 1)
+  buf.pos = buf.pos + take
+  return s
+end
+
+-- The next line of a chunked body (nil if not all in yet).
+function HTTPClient:_chunk_line()
+  local buf = self.inbuf
+  while true do
+    local s, e = buf.data:find("\r?\n", buf.pos)
+    if s then
+      local line = buf.data:sub(buf.pos, s - 1)
+      buf.pos = e + 1
+      return line
+    end
+    if #buf.data - buf.pos + 1 > MAX_CHUNK_LINE then
+      return nil, "a chunk-size line is longer than " .. MAX_CHUNK_LINE .. " bytes"
+    end
+    local n, msg, code = self:_fill()
+    if n == nil then return nil, msg or "the server closed the connection in a chunked body", code end
+    if n == 0 then return nil end
+  end
+end
+
+function HTTPClient:_read_chunked(max)
+  local r, out, got = self.response, {}, 0
+  while got < max and not r.done do
+    if r.chunk_state == "size" then
+      local line, err, code = self:_chunk_line()
+      if not line then
+        if err then
+          self:_fail(S.STATUS_CONNECTION_ERROR, err, code or "ERR_INVALID_DATA")
+          return nil
+        end
+        break
+      end
+      local hex = line:match("^%s*(%x+)%s*;?") or line:match("^%s*(%x+)%s*$")
+      if not hex or #hex > 15 then
+        self:_fail(S.STATUS_CONNECTION_ERROR, ("invalid chunk size %q"):format(line:sub(1, 40)),
+          "ERR_INVALID_DATA")
+        return nil
+      end
+      r.chunk_left = tonumber(hex, 16)
+      r.chunk_state = r.chunk_left == 0 and "trailer" or "data"
+    elseif r.chunk_state == "data" then
+      local s, msg, code = self:_take(math.min(r.chunk_left, max - got))
+      if s == nil then
+        self:_fail(S.STATUS_CONNECTION_ERROR, msg or "the server closed the connection in the middle of a chunk",
+          code or "ERR_CONNECTION_ERROR")
+        return nil
+      end
+      if s == "" then break end
+      out[#out + 1] = s
+      got = got + #s
+      r.chunk_left = r.chunk_left - #s
+      if r.chunk_left == 0 then r.chunk_state = "crlf" end
+    elseif r.chunk_state == "crlf" then
+      local line, err, code = self:_chunk_line()
+      if not line then
+        if err then
+          self:_fail(S.STATUS_CONNECTION_ERROR, err, code or "ERR_INVALID_DATA")
+          return nil
+        end
+        break
+      end
+      if line ~= "" then
+        self:_fail(S.STATUS_CONNECTION_ERROR, "chunk data longer than its size", "ERR_INVALID_DATA")
+        return nil
+      end
+      r.chunk_state = "size"
+    elseif r.chunk_state == "trailer" then
+      local line, err, code = self:_chunk_line()
+      if not line then
+        if err then
+          self:_fail(S.STATUS_CONNECTION_ERROR, err, code or "ERR_INVALID_DATA")
+          return nil
+        end
+        break
+      end
+      if line == "" then
+        self:_body_done()
+      else
+        local name, value = line:match("^([^:%s][^:]*):%s*(.-)%s*$")
+        if name and #r.headers < MAX_HEADERS then
+          r.headers[#r.headers + 1] = name .. ": " .. value
+          local old = r.dict[name]
+          r.dict[name] = old and (old .. ", " .. value) or value
+        end
+      end
+    end
+  end
+  return table.concat(out)
+end
+
+function HTTPClient:_read_body(max)
+  local r = self.response
+  if r.chunked then return self:_read_chunked(max) end
+  if r.until_close then
+    local s, msg, code = self:_take(max)
+    if s == nil then
+      if msg then
+        self:_fail(S.STATUS_CONNECTION_ERROR, msg, code)
+        return nil
+      end
+      self:_body_done()
+      return ""
+    end
+    return s
+  end
+  local s, msg, code = self:_take(math.min(r.left, max))
+  if s == nil then
+    self:_fail(S.STATUS_CONNECTION_ERROR, msg or ("the server closed the connection after %d of %d body bytes")
+      :format(r.length - r.left, r.length), code or "ERR_FILE_EOF")
+    return nil
+  end
+  r.left = r.left - #s
+  if r.left == 0 then self:_body_done() end
+  return s
+end
+
+-- client:read_response_body_chunk() -> up to the read chunk size of body
+-- bytes ("" when none have arrived yet; in blocking mode it waits for some).
+function HTTPClient:read_response_body_chunk()
+  if self.status ~= S.STATUS_BODY then return "" end
+  local parts, got = {}, 0
+  local deadline = self.blocking and (now() + self.timeout)
+  while self.status == S.STATUS_BODY and got < self.chunk_size do
+    local s = self:_read_body(self.chunk_size - got)
+    if s == nil then break end
+    if #s > 0 then
+      parts[#parts + 1] = s
+      got = got + #s
+    elseif self.status == S.STATUS_BODY then
+      if not deadline or got > 0 then break end
+      local left = deadline - now()
+      if left <= 0 then
+        self:_fail(S.STATUS_CONNECTION_ERROR, ("timed out after %g s waiting for the body")
+          :format(self.timeout), "ERR_TIMEOUT")
+        break
+      end
+      wait_sockets({ self.peer }, {}, math.min(left, 0.25))
+    end
+  end
+  return table.concat(parts)
+end
+
+-- client:query_string_from_dict{ a = 1, b = {"x", "y"}, c = true }
+--   -> "a=1&b=x&b=y&c" (keys sorted, values percent-encoded)
+function HTTPClient:query_string_from_dict(fields)
+  if type(fields) ~= "table" then argerror(1, "query_string_from_dict", "table expected") end
+  local keys = {}
+  for k in pairs(fields) do keys[#keys + 1] = tostring(k) end
+  table.sort(keys)
+  local out = {}
+  for _, k in ipairs(keys) do
+    local v = fields[k]
+    if v == nil then v = fields[tonumber(k)] end
+    local ek = urlencode(k)
+    if v == true then
+      out[#out + 1] = ek
+    elseif type(v) == "table" then
+      for _, item in ipairs(v) do out[#out + 1] = ek .. "=" .. urlencode(item) end
+    elseif v ~= false then
+      out[#out + 1] = ek .. "=" .. urlencode(v)
+    end
+  end
+  return table.concat(out, "&")
+end
+
+----------------------------------------------------------- tls.request
+
+local REDIRECTS = { [301] = true, [302] = true, [303] = true, [307] = true, [308] = true }
+local METHOD_IDS = {}
+for id, name in pairs(METHODS) do METHOD_IDS[name] = id end
+
+-- "https://host:port/path?q" -> scheme, host, port, path
+local function parse_url(url)
+  local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
+  if not scheme then return nil end
+  scheme = scheme:lower()
+  if scheme ~= "http" and scheme ~= "https" then return nil end
+  local authority, path = rest:match("^([^/?#]*)(.*)$")
+  authority = authority:gsub("^.*@", "")          -- no credentials in URLs
+  local host, port = authority:match("^%[(.+)%]:?(%d*)$")
+  if not host then host, port = authority:match("^([^:]*):?(%d*)$") end
+  if not host or host == "" then return nil end
+  port = port ~= "" and math.tointeger(tonumber(port)) or (scheme == "https" and 443 or 80)
+  if not port or port < 1 or port > 65535 then return nil end
+  path = path:gsub("#.*$", "")
+  if path == "" then path = "/" elseif path:sub(1, 1) == "?" then path = "/" .. path end
+  return scheme, host, port, path
+end
+
+-- Resolves a Location header against the URL it came from.
+local function resolve_location(base, location)
+  if location:match("^%a[%w+.-]*://") then return location end
+  local scheme, host, port, path = parse_url(base)
+  local h = host:find(":") and ("[" .. host .. "]") or host
+  local origin = scheme .. "://" .. h .. ":" .. port
+  if location:sub(1, 2) == "//" then return scheme .. ":" .. location end
+  if location:sub(1, 1) == "/" then return origin .. location end
+  local dir = path:gsub("%?.*$", ""):match("^(.*/)") or "/"
+  return origin .. dir .. location
+end
+
+local function open_sink(opts)
+  local sink, output = opts.sink, opts.output
+  if sink ~= nil and type(sink) ~= "function" then
+    error("bad option 'sink' (function expected)", 3)
+  end
+  if output == nil then return sink end
+  if io.type(output) == "file" then
+    return function(chunk) assert(output:write(chunk)) end
+  end
+  if type(output) ~= "string" then
+    error("bad option 'output' (path or open file expected)", 3)
+  end
+  return nil, output
+end
+
+-- tls.request(url, opts) -> body, code, headers | nil, message, code
+function HTTPClient.request_url(url, opts)
+  if type(url) ~= "string" then argerror(1, "request", "URL string expected") end
+  opts = opts or {}
+  if type(opts) ~= "table" then argerror(2, "request", "table of options expected") end
+  local method = opts.method or "GET"
+  if type(method) == "string" then method = METHOD_IDS[method:upper()] end
+  if math.type(method) ~= "integer" or not METHODS[method] then
+    error("bad option 'method' (\"GET\", \"POST\"... or a METHOD_* value expected)", 2)
+  end
+  local headers = normalise_headers(opts.headers, "request")
+  local body = opts.body or ""
+  if type(body) ~= "string" then error("bad option 'body' (string expected)", 2) end
+  local timeout = opts.timeout or 30
+  if type(timeout) ~= "number" or timeout <= 0 then
+    error("bad option 'timeout' (positive number of seconds expected)", 2)
+  end
+  local max_redirects = opts.max_redirects or 8
+  if math.type(max_redirects) ~= "integer" or max_redirects < 0 then
+    error("bad option 'max_redirects' (non-negative integer expected)", 2)
+  end
+  local sink, path = open_sink(opts)
+  local deadline = now() + timeout
+  local redirects = 0
+
+  while true do
+    local scheme, host, port, target = parse_url(url)
+    if not scheme then
+      return nil, ("invalid URL '%s' (http:// or https:// expected)"):format(url),
+        "ERR_INVALID_PARAMETER"
+    end
+    local client = HTTPClient.new()
+    client:set_blocking_mode(true)
+    client:set_read_chunk_size(opts.chunk_size or 65536)
+    local function left() return math.max(deadline - now(), 0.001) end
+    client:set_timeout(left())
+    local tls_options = scheme == "https" and opts.tls_options or nil
+    if opts.tls_options and scheme == "https" and opts.tls_options:is_server() then
+      return nil, "tls_options must be client TLSOptions", "ERR_INVALID_PARAMETER"
+    end
+    local ok, msg, code = client:connect_to_host((scheme == "https" and "https://" or "http://")
+      .. (host:find(":") and ("[" .. host .. "]") or host), port, tls_options)
+    if not ok then return nil, msg, code end
+    if client:get_status() ~= S.STATUS_CONNECTED then
+      msg, code = client:get_error()
+      return nil, msg or ("cannot connect to " .. host), code or "ERR_CANT_CONNECT"
+    end
+    client:set_timeout(left())
+    ok, msg, code = client:request(method, target, headers, body)
+    if not ok then return nil, msg, code end
+    if not client:has_response() then
+      msg, code = client:get_error()
+      client:close()
+      return nil, msg or "no response", code or "ERR_CONNECTION_ERROR"
+    end
+    local status = client:get_response_code()
+    local dict = client:get_response_headers_as_dictionary()
+    local location = dict["Location"]
+    if REDIRECTS[status] and location and max_redirects > 0 then
+      if redirects == max_redirects then
+        client:close()
+        return nil, ("more than %d redirects (the last to %s)"):format(max_redirects, location),
+          "ERR_UNAVAILABLE"
+      end
+      redirects = redirects + 1
+      client:close()              -- a fresh connection follows the redirect
+      url = resolve_location(url, location)
+      if status == 303 or ((status == 301 or status == 302) and METHODS[method] == "POST") then
+        method, body = METHOD_IDS.GET, ""
+        local kept = {}
+        for _, h in ipairs(headers) do
+          local n = h:match("^([^:]+)"):lower()
+          if n ~= "content-length" and n ~= "content-type" then kept[#kept + 1] = h end
+        end
+        headers = kept
+      end
+    else
+      -- The body: in memory, or streamed to the sink / a file.
+      local parts, total, file, tmp = {}, 0, nil, nil
+      if path then
+        tmp = path .. ".part"
+        file, msg = io.open(tmp, "wb")
+        if not file then
+          client:close()
+          return nil, ("cannot write '%s': %s"):format(tmp, msg), "ERR_FILE_CANT_WRITE"
+        end
+      end
+      while client:get_status() == S.STATUS_BODY do
+        client:set_timeout(left())
+        local chunk = client:read_response_body_chunk()
+        if #chunk > 0 then
+          total = total + #chunk
+          if file then
+            local w, werr = file:write(chunk)
+            if not w then
+              file:close(); os.remove(tmp); client:close()
+              return nil, ("cannot write '%s': %s"):format(tmp, werr), "ERR_FILE_CANT_WRITE"
+            end
+          elseif sink then
+            local sok, serr = pcall(sink, chunk)
+            if not sok then
+              client:close()
+              return nil, "the sink raised an error: " .. tostring(serr), "FAILED"
+            end
+          else
+            parts[#parts + 1] = chunk
+          end
+        end
+      end
+      local st = client:get_status()
+      if st ~= S.STATUS_CONNECTED and st ~= S.STATUS_DISCONNECTED then
+        msg, code = client:get_error()
+        if file then file:close(); os.remove(tmp) end
+        return nil, msg or "the response body did not arrive whole", code or "ERR_CONNECTION_ERROR"
+      end
+      dict = client:get_response_headers_as_dictionary()   -- with any trailers
+      client:close()
+      if file then
+        file:close()
+        local rok, rerr = os.rename(tmp, path)
+        if not rok then
+          os.remove(tmp)
+          return nil, ("cannot write '%s': %s"):format(path, rerr), "ERR_FILE_CANT_WRITE"
+        end
+      end
+      if sink or path then return total, status, dict end
+      return table.concat(parts), status, dict
+    end
+  end
+end
+
+HTTPClient.parse_url = parse_url
+
+return HTTPClient
