@@ -125,4 +125,298 @@ function H.lua(code)
                .. shell_quote(code))
 end
 
+
+-- ---------------------------------------------------------------------
+-- Added for the TCP and TLS client specs: clocks, bounded waits, free
+-- ports, and `openssl s_server` in the background.
+
+local system = require "system"     -- luasystem (a dependency of busted)
+
+-- Monotonic seconds, and a sleep that does not spin.
+H.now = system.monotime
+function H.sleep(seconds) system.sleep(seconds) end
+
+-- Calls fn() until it returns a true value or `timeout` seconds (default 5)
+-- pass; returns that value, or nil on timeout.  Sleeps `step` (default
+-- 1 ms) between calls, so a wait never spins and never hangs.
+function H.wait_for(fn, timeout, step)
+  local deadline = H.now() + (timeout or 5)
+  repeat
+    local v = fn()
+    if v then return v end
+    H.sleep(step or 0.001)
+  until H.now() > deadline
+  return fn() or nil
+end
+
+-- Polls a StreamPeerTLS (and calls each extra function, e.g. to pump a
+-- server side) until its status leaves HANDSHAKING or `timeout` seconds
+-- (default 5) pass.  Returns the status.
+function H.handshake(peer, timeout, ...)
+  local extra = { ... }
+  local HS = H.tls.StreamPeerTLS.STATUS_HANDSHAKING
+  H.wait_for(function()
+    peer:poll()
+    for _, f in ipairs(extra) do f() end
+    return peer:get_status() ~= HS
+  end, timeout or 5)
+  return peer:get_status()
+end
+
+-- Polls a StreamPeerTCP until it is no longer CONNECTING (bounded).
+function H.connected(peer, timeout)
+  local CONNECTING = H.tls.StreamPeerTCP.STATUS_CONNECTING
+  H.wait_for(function()
+    peer:poll()
+    return peer:get_status() ~= CONNECTING
+  end, timeout or 5)
+  return peer:get_status()
+end
+
+-- A TCP port that was free a moment ago on `host` (default 127.0.0.1).
+function H.free_port(host)
+  local s = H.tls.TCPServer.new()
+  assert(s:listen(0, host or "127.0.0.1"))
+  local port = s:get_local_port()
+  s:stop()
+  return port
+end
+
+-- Whether a process is alive (not gone, not a zombie).
+local function alive(pid)
+  local f = io.open("/proc/" .. pid .. "/stat", "r")
+  if not f then return false end
+  local stat = f:read("a") or ""
+  f:close()
+  return stat:match("^%d+ %b() (%a)") ~= "Z"
+end
+
+-- Whether something listens on TCP 127.0.0.1:port (Linux /proc).
+local function listening(port)
+  local f = io.open("/proc/net/tcp", "r")
+  if not f then return false end
+  local want = ("0100007F:%04X"):format(port)
+  for line in f:lines() do
+    local laddr, st = line:match("^%s*%d+:%s+(%x+:%x+)%s+%x+:%x+%s+(%x+)")
+    if laddr == want and st == "0A" then f:close(); return true end
+  end
+  f:close()
+  return false
+end
+
+-- Kills a background process we started, by its pid: TERM, then KILL
+-- when it is still there after a second.
+function H.kill(pid)
+  pid = tonumber(pid)
+  if not pid or pid <= 1 then return end
+  os.execute("kill -TERM " .. pid .. " 2>/dev/null")
+  if H.wait_for(function() return not alive(pid) end, 1, 0.01) then return end
+  os.execute("kill -KILL " .. pid .. " 2>/dev/null")
+  H.wait_for(function() return not alive(pid) end, 1, 0.01)
+end
+
+-- Starts `openssl s_server -accept 127.0.0.1:PORT <args>` in the
+-- background on a free port and waits (at most 5 s) until it listens.
+-- Its standard input is a FIFO that never ends, so it can be fed with
+-- handle:send(data) (what s_server reads there it sends to the client);
+-- its output goes to a file (handle:output()).  Returns a handle with
+-- port, pid, dir, output(), send(data), wait_output(pattern, timeout),
+-- alive() and stop(); stop() is idempotent: call it in a finally.
+function H.s_server(args)
+  local dir = H.tmpdir()
+  local fifo, out = dir .. "/stdin", dir .. "/out"
+  assert(os.execute("mkfifo " .. shell_quote(fifo)))
+  local last
+  for _ = 1, 5 do
+    local port = H.free_port()
+    H.write(out, "")
+    -- `0<>fifo` opens the FIFO read-write: it never reports EOF.
+    local cmd = ("openssl s_server -accept 127.0.0.1:%d %s >%s 2>&1 0<>%s & echo $!")
+      :format(port, args or "", shell_quote(out), shell_quote(fifo))
+    local p = assert(io.popen(cmd))
+    local pid = tonumber(p:read("l"))
+    p:close()
+    assert(pid, "could not start openssl s_server")
+    local h = { port = port, pid = pid, dir = dir }
+    function h.output() return H.read(out) end
+    function h.alive() return alive(pid) end
+    function h.stop()
+      if h.pid then H.kill(h.pid); h.pid = nil end
+    end
+    function h.send(data)
+      local f = assert(io.open(fifo, "w"))
+      f:write(data)
+      f:close()
+    end
+    function h.wait_output(pattern, timeout)
+      return H.wait_for(function()
+        return H.read(out):match(pattern)
+      end, timeout or 3, 0.005)
+    end
+    local up = H.wait_for(function()
+      return listening(port) or not alive(pid)
+    end, 5, 0.005)
+    if up and alive(pid) and listening(port) then return h end
+    last = h.output()
+    h.stop()              -- the port was taken meanwhile, or it failed
+    if not last:match("in use") then break end
+  end
+  error("openssl s_server " .. tostring(args) .. " did not start:\n" .. tostring(last))
+end
+
+-- ---------------------------------------------------------------------
+-- Added for the TLS server and options/bundle specs: `openssl s_client`
+-- in the background, and Lua subprocesses with a controlled environment.
+
+-- Starts `openssl s_client <args>` in the background, in a process group
+-- of its own.  Its standard input is the string `input` (then EOF: pass
+-- -ign_eof so that it stays until the server closes), its output goes to
+-- a file.  Returns a handle with output(), exit_code() (nil while it
+-- runs), wait(timeout) -> exit code or nil (default 5 s), and stop(),
+-- which kills the whole group and is idempotent: call it in a finally.
+function H.s_client(args, input)
+  local dir = H.tmpdir()
+  local inp, out, rc, pidf = dir .. "/in", dir .. "/out", dir .. "/rc", dir .. "/pid"
+  H.write(inp, input or "")
+  H.write(out, "")
+  local script = ("echo $$ >%s; openssl s_client %s <%s >%s 2>&1; echo $? >%s.tmp; mv %s.tmp %s")
+    :format(shell_quote(pidf), args, shell_quote(inp), shell_quote(out),
+            shell_quote(rc), shell_quote(rc), shell_quote(rc))
+  assert(os.execute("setsid sh -c " .. shell_quote(script)
+                    .. " </dev/null >/dev/null 2>&1 &"))
+  local h = {}
+  local pgid = H.wait_for(function()
+    local f = io.open(pidf, "r")
+    local v = f and tonumber(f:read("a"))
+    if f then f:close() end
+    return v
+  end, 5, 0.002)
+  assert(pgid and pgid > 1, "could not start openssl s_client")
+  h.pgid = pgid
+  function h.output() return H.read(out) end
+  function h.exit_code()
+    local f = io.open(rc, "r")
+    if not f then return nil end
+    local v = tonumber(f:read("a"))
+    f:close()
+    return v
+  end
+  function h.wait(timeout)
+    return H.wait_for(h.exit_code, timeout or 5, 0.005)
+  end
+  function h.stop()
+    if not h.pgid then return end
+    local g = h.pgid
+    h.pgid = nil
+    if h.exit_code() then return end          -- finished: nothing left
+    os.execute("kill -TERM -- -" .. g .. " 2>/dev/null")
+    if not H.wait_for(function()
+      return not os.execute("kill -0 -- -" .. g .. " 2>/dev/null")
+    end, 1, 0.01) then
+      os.execute("kill -KILL -- -" .. g .. " 2>/dev/null")
+    end
+  end
+  return h
+end
+
+-- Same as H.lua, with the environment changed: `env` maps a variable to
+-- its value, or to false to unset it.
+function H.lua_env(env, code)
+  local names, parts, sets = {}, { "env" }, {}
+  for k in pairs(env) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do            -- env wants -u before NAME=value
+    if env[k] == false then parts[#parts + 1] = "-u " .. shell_quote(k)
+    else sets[#sets + 1] = shell_quote(k .. "=" .. tostring(env[k])) end
+  end
+  for _, s in ipairs(sets) do parts[#parts + 1] = s end
+  local prelude = ("package.path = %q; package.cpath = %q")
+    :format(package.path, package.cpath)
+  return H.run(table.concat(parts, " ") .. " lua5.4 -e " .. shell_quote(prelude)
+               .. " -e " .. shell_quote(code))
+end
+
+-- ---------------------------------------------------------------------
+-- Added for the HTTP specs: a real nginx in the background.
+
+-- Starts nginx (Debian's /usr/sbin/nginx) with a configuration of the
+-- spec's own, in a temporary prefix folder: `http_conf(ports, dir)` returns
+-- what goes inside `http { }` (server blocks, listening on 127.0.0.1 and
+-- the given free ports); everything nginx writes (pid, error log, temp
+-- files) stays in dir.  The echo module is loaded when installed.  Waits
+-- (at most 5 s) until every port listens.  Returns a handle with ports,
+-- dir, pgid, error_log() and stop(); stop() kills nginx's whole process
+-- group, is idempotent: call it in a finally / teardown.
+function H.nginx(http_conf, nports)
+  nports = nports or 1
+  local dir = H.tmpdir()
+  for _, d in ipairs { "tmp", "tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi" } do
+    assert(os.execute("mkdir -p " .. shell_quote(dir .. "/" .. d)))
+  end
+  local is_root = H.run("test \"$(id -u)\" = 0")
+  local echo_mod = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
+  local last
+  for _ = 1, 5 do
+    local ports = {}
+    for i = 1, nports do ports[i] = H.free_port() end
+    local conf = table.concat({
+      is_root and "user root;" or "",
+      "worker_processes 1;",
+      H.exists(echo_mod) and ("load_module " .. echo_mod .. ";") or "",
+      "events { worker_connections 64; }",
+      "http {",
+      "  access_log off;",
+      "  client_body_temp_path " .. dir .. "/tmp/body;",
+      "  proxy_temp_path " .. dir .. "/tmp/proxy;",
+      "  fastcgi_temp_path " .. dir .. "/tmp/fastcgi;",
+      "  uwsgi_temp_path " .. dir .. "/tmp/uwsgi;",
+      "  scgi_temp_path " .. dir .. "/tmp/scgi;",
+      http_conf(ports, dir),
+      "}",
+    }, "\n")
+    H.write(dir .. "/nginx.conf", conf)
+    H.write(dir .. "/out", "")
+    local errlog = dir .. "/error.log"
+    local cmd = ("setsid /usr/sbin/nginx -p %s -c %s -e %s -g %s </dev/null >%s 2>&1 & echo $!")
+      :format(shell_quote(dir .. "/"), shell_quote(dir .. "/nginx.conf"), shell_quote(errlog),
+              shell_quote("daemon off; pid " .. dir .. "/nginx.pid;"),
+              shell_quote(dir .. "/out"))
+    local p = assert(io.popen(cmd))
+    local pid = tonumber(p:read("l"))
+    p:close()
+    assert(pid, "could not start nginx")
+    local h = { ports = ports, port = ports[1], dir = dir, pgid = pid }
+    function h.error_log()
+      return (H.exists(errlog) and H.read(errlog) or "") .. H.read(dir .. "/out")
+    end
+    function h.stop()
+      if not h.pgid then return end
+      local g = h.pgid
+      h.pgid = nil
+      -- (no "--": dash's kill builtin rejects it)
+      os.execute("kill -TERM -" .. g .. " 2>/dev/null")
+      if not H.wait_for(function()
+        return not os.execute("kill -0 -" .. g .. " 2>/dev/null")
+      end, 2, 0.01) then
+        os.execute("kill -KILL -" .. g .. " 2>/dev/null")
+        H.wait_for(function()
+          return not os.execute("kill -0 -" .. g .. " 2>/dev/null")
+        end, 1, 0.01)
+      end
+    end
+    local up = H.wait_for(function()
+      if not alive(pid) then return true end
+      for _, port in ipairs(ports) do
+        if not listening(port) then return false end
+      end
+      return true
+    end, 5, 0.005)
+    if up and alive(pid) then return h end
+    last = h.error_log()
+    h.stop()
+    if not last:match("in use") then break end
+  end
+  error("nginx did not start:\n" .. tostring(last))
+end
+
 return H

@@ -421,7 +421,9 @@ function HTTPClient:_parse_head()
     local head = data:sub(buf.pos, s - 1)
     buf.pos = e + 1
     local status_line, rest = head:match("^([^\r\n]*)\r?\n?(.*)$")
-    local major, minor, code = status_line:match("^HTTP/(%d)%.(%d) (%d%d%d)")
+    -- Three digits, then a space and the reason phrase, or nothing.
+    local major, minor, code = status_line:match("^HTTP/(%d)%.(%d) (%d%d%d)$")
+    if not code then major, minor, code = status_line:match("^HTTP/(%d)%.(%d) (%d%d%d) ") end
     if not code then
       self:_fail(S.STATUS_CONNECTION_ERROR, ("malformed status line %q"):format(status_line:sub(1, 80)),
         "ERR_INVALID_DATA")
@@ -643,7 +645,8 @@ function HTTPClient:_read_chunked(max)
         end
         break
       end
-      local hex = line:match("^%s*(%x+)%s*;?") or line:match("^%s*(%x+)%s*$")
+      -- Hex digits, then nothing or a chunk extension (";name=value").
+      local hex = line:match("^%s*(%x+)%s*;") or line:match("^%s*(%x+)%s*$")
       if not hex or #hex > 15 then
         self:_fail(S.STATUS_CONNECTION_ERROR, ("invalid chunk size %q"):format(line:sub(1, 40)),
           "ERR_INVALID_DATA")
