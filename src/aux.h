@@ -156,6 +156,8 @@ TP_HIDDEN mbedtls_ssl_config *tp_options_conf(struct tp_options *o);
 TP_HIDDEN int tp_options_is_server(struct tp_options *o);
 TP_HIDDEN int tp_options_is_unsafe(struct tp_options *o);
 TP_HIDDEN void tp_options_push_cn_override(lua_State *L, int idx);
+/* The client session cache of options at idx (a table), or nil. */
+TP_HIDDEN void tp_options_push_sessions(lua_State *L, int idx);
 
 /* The default CA bundle (an X509Certificate, loaded once): pushes it and
  * returns 1, or pushes a failure and returns 3. */

@@ -138,6 +138,15 @@ int tp_pkcs5_pbkdf2_sha(mbedtls_md_type_t md, const unsigned char *pw,
     ((ssl)->MBEDTLS_PRIVATE(in_msg) != NULL ? \
      (ssl)->MBEDTLS_PRIVATE(in_msg)[1] : 0)
 
+/* 3.6.1+ drops TLS 1.3 session tickets unless asked to pass them on. */
+#ifdef MBEDTLS_SSL_TLS1_3_SIGNAL_NEW_SESSION_TICKETS_ENABLED
+#define tp_ssl_conf_signal_tickets(conf) \
+    mbedtls_ssl_conf_tls13_enable_signal_new_session_tickets( \
+        (conf), MBEDTLS_SSL_TLS1_3_SIGNAL_NEW_SESSION_TICKETS_ENABLED)
+#else
+#define tp_ssl_conf_signal_tickets(conf) ((void)(conf))
+#endif
+
 /* 3.6 reports a TLS 1.3 NewSessionTicket from mbedtls_ssl_read. */
 #ifdef MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET
 #define TP_ERR_NEW_SESSION_TICKET MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET

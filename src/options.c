@@ -8,6 +8,9 @@
 
 #include <string.h>
 
+#include <mbedtls/ssl_ciphersuites.h>
+#include <mbedtls/ssl_ticket.h>
+
 #define ALPN_MAX   16
 #define SUITES_MAX 64
 
@@ -15,25 +18,56 @@ enum { VERIFY_NONE = 0, VERIFY_OPTIONAL = 1, VERIFY_REQUIRED = 2 };
 
 struct tp_options {
     tp_obj hdr;
-    unsigned char server, unsafe, ready, has_trust;
+    unsigned char server, unsafe, ready, has_trust, ticket_ready;
     int verify;
     mbedtls_ssl_config conf;
+    mbedtls_ssl_ticket_context ticket;   /* a server's session tickets */
     const char *alpn[ALPN_MAX + 1];
     int suites[SUITES_MAX + 1];
 };
 
 /* User value 1: a table { trusted = X509, cert = X509, key = CryptoKey,
- * cn_override = string, alpn = { strings } }. */
+ * cn_override = string, alpn = { strings }, sessions = { [host] = session }
+ * (a client's sessions to resume) }. */
 
+/* The default suites: ECDHE key exchange and AEAD ciphers only (forward
+ * secrecy, no CBC), AES-GCM first (hardware AES is the fastest on most
+ * machines; ChaCha20 for those without). */
+static const int default_suites[] = {
+#if TP_HAVE_TLS13
+    MBEDTLS_TLS1_3_AES_128_GCM_SHA256,
+    MBEDTLS_TLS1_3_AES_256_GCM_SHA384,
+    MBEDTLS_TLS1_3_CHACHA20_POLY1305_SHA256,
+#endif
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    0
+};
+
+/* __gc frees the configuration.  __close (options_close) only marks the
+ * options closed: every StreamPeerTLS that uses them anchors them and its
+ * mbedtls context points into `conf`, so freeing it on close crashed the
+ * peer's next poll; it goes when the last user lets go, in __gc. */
 static int options_gc(lua_State *L)
 {
     struct tp_options *o = tp_toobj(L, 1, TP_OPTIONS);
-    if (!o->hdr.closed) {
-        if (o->ready)
-            mbedtls_ssl_config_free(&o->conf);
-        o->ready = 0;
-        o->hdr.closed = 1;
-    }
+    if (o->ready)
+        mbedtls_ssl_config_free(&o->conf);
+    if (o->ticket_ready)
+        mbedtls_ssl_ticket_free(&o->ticket);    /* wipes the keys */
+    o->ready = o->ticket_ready = 0;
+    o->hdr.closed = 1;
+    return 0;
+}
+
+static int options_close(lua_State *L)
+{
+    struct tp_options *o = tp_toobj(L, 1, TP_OPTIONS);
+    o->hdr.closed = 1;
     return 0;
 }
 
@@ -73,6 +107,13 @@ int tp_options_is_server(struct tp_options *o)
 int tp_options_is_unsafe(struct tp_options *o)
 {
     return o->unsafe;
+}
+
+void tp_options_push_sessions(lua_State *L, int idx)
+{
+    lua_getiuservalue(L, idx, 1);
+    lua_getfield(L, -1, "sessions");
+    lua_remove(L, -2);
 }
 
 /* Pushes the common name override of options at idx ("" when none). */
@@ -216,6 +257,58 @@ static int option_object(lua_State *L, int optidx, const char *field,
     return 0;
 }
 
+/* opts.session_tickets (default true) as a boolean. */
+static int opt_tickets(lua_State *L, int optidx)
+{
+    int on = 1;
+    if (lua_istable(L, optidx)) {
+        int t = lua_getfield(L, optidx, "session_tickets");
+        if (t != LUA_TNIL && t != LUA_TBOOLEAN)
+            luaL_error(L, "bad option 'session_tickets' (boolean expected)");
+        if (t == LUA_TBOOLEAN)
+            on = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
+    return on;
+}
+
+/* A client remembers the sessions its servers give it, per host name, and
+ * offers them again: a reconnect with the same options is a resumed
+ * handshake (one round trip, no certificate work). */
+static void client_sessions(lua_State *L, int optidx, int anchor,
+                            struct tp_options *o)
+{
+    if (!opt_tickets(L, optidx))
+        return;
+    tp_ssl_conf_signal_tickets(&o->conf);
+    lua_newtable(L);
+    lua_setfield(L, anchor, "sessions");
+}
+
+/* A server issues session tickets (sealed with a key of its own, rotated
+ * daily) unless opts.session_tickets is false. */
+static int server_tickets(lua_State *L, int optidx, struct tp_options *o)
+{
+#if defined(MBEDTLS_SSL_SESSION_TICKETS) && defined(MBEDTLS_SSL_TICKET_C)
+    int err;
+    if (!opt_tickets(L, optidx))
+        return 0;
+    mbedtls_ssl_ticket_init(&o->ticket);
+    o->ticket_ready = 1;
+    err = mbedtls_ssl_ticket_setup(&o->ticket, mbedtls_ctr_drbg_random,
+                                   tp_rng(L), MBEDTLS_CIPHER_AES_256_GCM,
+                                   86400);
+    if (err != 0)
+        return tp_fail_mbedtls(L, err, "FAILED", "cannot set up session "
+                               "tickets");
+    mbedtls_ssl_conf_session_tickets_cb(&o->conf, mbedtls_ssl_ticket_write,
+                                        mbedtls_ssl_ticket_parse, &o->ticket);
+#else
+    (void)L; (void)optidx; (void)o;
+#endif
+    return 0;
+}
+
 static struct tp_options *new_options(lua_State *L, int server)
 {
     struct tp_options *o = tp_newobj(L, sizeof *o, 1, TP_OPTIONS);
@@ -239,6 +332,7 @@ static int base_config(lua_State *L, struct tp_options *o)
                                "configuration");
     mbedtls_ssl_conf_rng(&o->conf, mbedtls_ctr_drbg_random, tp_rng(L));
     tp_ssl_conf_min_tls12(&o->conf);
+    mbedtls_ssl_conf_ciphersuites(&o->conf, default_suites);
 #if defined(MBEDTLS_SSL_RENEGOTIATION)
     mbedtls_ssl_conf_renegotiation(&o->conf,
                                    MBEDTLS_SSL_RENEGOTIATION_DISABLED);
@@ -328,6 +422,7 @@ static int options_client(lua_State *L)
     mbedtls_ssl_conf_ca_chain(&o->conf, tp_checkcert(L, -1), NULL);
     lua_setfield(L, anchor, "trusted");
     mbedtls_ssl_conf_authmode(&o->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
+    client_sessions(L, 3, anchor, o);
     if (!lua_isnil(L, 2) && lua_rawlen(L, 2) > 0) {
         lua_pushvalue(L, 2);
         lua_setfield(L, anchor, "cn_override");
@@ -361,9 +456,11 @@ static int options_client_unsafe(lua_State *L)
         mbedtls_ssl_conf_ca_chain(&o->conf, anchor_cert(L, 1, anchor,
                                                         "trusted"), NULL);
         o->has_trust = 1;
-        mbedtls_ssl_conf_authmode(&o->conf, MBEDTLS_SSL_VERIFY_OPTIONAL);
-    } else
-        mbedtls_ssl_conf_authmode(&o->conf, MBEDTLS_SSL_VERIFY_NONE);
+    }
+    /* The certificate is still looked at (for get_peer_certificate and
+     * error messages); its verification result is ignored. */
+    mbedtls_ssl_conf_authmode(&o->conf, MBEDTLS_SSL_VERIFY_OPTIONAL);
+    client_sessions(L, 2, anchor, o);
     if ((r = client_identity(L, 2, anchor, o)) != 0)
         return r;
     if ((r = apply_opts(L, 2, anchor, o)) != 0)
@@ -409,6 +506,8 @@ static int options_server(lua_State *L)
         return tp_fail_mbedtls(L, err, "FAILED", "cannot use the server "
                                "certificate");
 
+    if ((r = server_tickets(L, 3, o)) != 0)
+        return r;
     o->verify = VERIFY_NONE;
     if (!lua_isnil(L, 3)) {
         int has_trust = lua_getfield(L, 3, "trusted_chain") != LUA_TNIL;
@@ -500,7 +599,7 @@ static const luaL_Reg options_methods[] = {
 
 static const luaL_Reg options_meta[] = {
     {"__gc", options_gc},
-    {"__close", options_gc},
+    {"__close", options_close},
     {"__tostring", options_tostring},
     {NULL, NULL}
 };

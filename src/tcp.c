@@ -43,6 +43,7 @@ struct tp_tcp {
     socklen_t addrlens[MAX_ADDRS];
     int naddrs, next;
     char error[160];             /* why the status is ERROR */
+    const char *error_code;      /* its Godot Error name */
     tp_buf in;                   /* read but not yet handed out */
 };
 
@@ -109,6 +110,7 @@ static void tcp_close_fd(struct tp_tcp *t)
 static void tcp_fail(struct tp_tcp *t, const char *what, int err)
 {
     snprintf(t->error, sizeof t->error, "%s: %s", what, strerror(err));
+    t->error_code = "ERR_CONNECTION_ERROR";
     tcp_close_fd(t);
     t->status = TCP_ERROR;
 }
@@ -196,6 +198,7 @@ static void try_connect(struct tp_tcp *t)
     snprintf(t->error, sizeof t->error, "cannot connect to %s port %d: %s",
              t->host[0] ? t->host : "?", t->port,
              strerror(err ? err : ECONNREFUSED));
+    t->error_code = "ERR_CANT_CONNECT";
     t->status = TCP_ERROR;
 }
 
@@ -221,6 +224,7 @@ static void update_connecting(struct tp_tcp *t)
     tcp_close_fd(t);
     snprintf(t->error, sizeof t->error, "cannot connect to %s port %d: %s",
              t->host, t->port, strerror(err));
+    t->error_code = "ERR_CANT_CONNECT";
     t->status = TCP_ERROR;
     if (t->next < t->naddrs)
         try_connect(t);               /* the next address of the name */
@@ -450,6 +454,7 @@ static int tcp_connect_to_host(lua_State *L)
         t->status = TCP_ERROR;
         snprintf(t->error, sizeof t->error, "cannot resolve '%.100s': %s",
                  host, gai_strerror(err));
+        t->error_code = "ERR_CANT_RESOLVE";
         return tp_fail(L, "ERR_CANT_RESOLVE", "%s", t->error);
     }
     t->naddrs = t->next = 0;
@@ -501,8 +506,11 @@ static int tcp_get_error(lua_State *L)
     if (t->error[0] == '\0')
         return 0;
     lua_pushstring(L, t->error);
-    lua_pushstring(L, t->status == TCP_ERROR ? "ERR_CANT_CONNECT"
-                                             : "ERR_CONNECTION_ERROR");
+    /* The code of the failure itself: a name that did not resolve stays
+     * ERR_CANT_RESOLVE, a reset after connecting ERR_CONNECTION_ERROR. */
+    lua_pushstring(L, t->error_code ? t->error_code
+                      : t->status == TCP_ERROR ? "ERR_CANT_CONNECT"
+                                               : "ERR_CONNECTION_ERROR");
     return 2;
 }
 

@@ -33,6 +33,10 @@ struct tp_tls {
     tp_obj hdr;
     int status;
     unsigned char ssl_ready, is_server, unsafe, big_endian, eof, check_name;
+    unsigned char offered;       /* a cached session was offered */
+    unsigned char saw_cert;      /* the verifier ran: a full handshake */
+    unsigned char save_session;  /* a session to keep for next time */
+    unsigned char resumed;       /* the handshake resumed a session */
     mbedtls_ssl_context ssl;
     struct tp_tcp *tcp;          /* the fast path; NULL for a Lua stream */
     lua_State *L;                /* during calls into mbedtls */
@@ -314,6 +318,7 @@ static int verify_cb(void *ctx, mbedtls_x509_crt *crt, int depth,
     struct tp_tls *t = ctx;
     if (depth != 0)
         return 0;
+    t->saw_cert = 1;
     note_leaf(t, crt);
     if (!t->check_name)
         return 0;
@@ -459,6 +464,15 @@ static void handshake_failed(struct tp_tls *t, int ret)
                   "not speak TLS (it sent something that is not a TLS "
                   "record)", peer);
         break;
+#ifdef MBEDTLS_ERR_SSL_BAD_HS_CLIENT_HELLO
+    case MBEDTLS_ERR_SSL_BAD_HS_CLIENT_HELLO:
+        /* mbedtls 2.28 says this, not INVALID_RECORD, when the first bytes
+         * a server reads are not a TLS record (plain HTTP, say). */
+        set_error(t, "ERR_CONNECTION_ERROR", "TLS handshake failed: the "
+                  "client does not speak TLS (its first message is not a "
+                  "valid TLS ClientHello)");
+        break;
+#endif
     default:
         set_error(t, "ERR_CONNECTION_ERROR", "TLS handshake failed: %s", text);
         break;
@@ -476,6 +490,9 @@ static void handshake_step(struct tp_tls *t)
     if (ret == 0) {
         t->status = TLS_CONNECTED;
         t->error[0] = '\0';
+        t->save_session = !t->is_server;
+        /* No certificate was verified: the offered session was resumed. */
+        t->resumed = !t->is_server && t->offered && !t->saw_cert;
         return;
     }
     if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE) {
@@ -503,6 +520,76 @@ static const char *iana_suite(const mbedtls_ssl_context *ssl, char *buf,
         buf[i++] = *p == '-' ? '_' : *p;
     buf[i] = '\0';
     return buf;
+}
+
+/* ------------------------------------------------------------ sessions */
+
+/* A saved session, kept in the client options' cache (a userdata, so the
+ * collector frees it; mbedtls_ssl_session_free wipes the secrets). */
+#define TP_SESSION "tlspeer.session"
+
+typedef struct tp_session {
+    int ready;
+    mbedtls_ssl_session s;
+} tp_session;
+
+static int session_gc(lua_State *L)
+{
+    tp_session *b = luaL_checkudata(L, 1, TP_SESSION);
+    if (b->ready)
+        mbedtls_ssl_session_free(&b->s);
+    b->ready = 0;
+    return 0;
+}
+
+/* After an I/O call: keeps the session a client may resume next time, in
+ * the cache of its options (user value 2 of the peer at index 1). */
+static void settle(lua_State *L, struct tp_tls *t)
+{
+    tp_session *b;
+    if (!t->save_session || t->status != TLS_CONNECTED || t->is_server)
+        return;
+    t->save_session = 0;
+    lua_getiuservalue(L, 1, 2);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return;
+    }
+    tp_options_push_sessions(L, -1);
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 2);
+        return;
+    }
+    b = lua_newuserdatauv(L, sizeof *b, 0);
+    memset(b, 0, sizeof *b);
+    if (luaL_newmetatable(L, TP_SESSION)) {
+        lua_pushcfunction(L, session_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    mbedtls_ssl_session_init(&b->s);
+    b->ready = 1;
+    if (mbedtls_ssl_get_session(&t->ssl, &b->s) == 0)
+        lua_setfield(L, -2, t->host);   /* sessions[host] = b */
+    else
+        lua_pop(L, 1);
+    lua_pop(L, 2);
+}
+
+/* Offers the cached session for this host, if there is one. */
+static void offer_session(lua_State *L, struct tp_tls *t, int opt)
+{
+    tp_session *b;
+    t->offered = 0;
+    tp_options_push_sessions(L, opt);
+    if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, t->host);
+        b = luaL_testudata(L, -1, TP_SESSION);
+        if (b != NULL && b->ready && mbedtls_ssl_set_session(&t->ssl, &b->s) == 0)
+            t->offered = 1;
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
 }
 
 /* ------------------------------------------------------------ set-up */
@@ -577,6 +664,7 @@ static int setup(lua_State *L, struct tp_tls *t, int opt, int server,
                                    "host name '%s'", name);
         t->check_name = !t->unsafe;
         mbedtls_ssl_set_verify(&t->ssl, verify_cb, t);
+        offer_session(L, t, opt);
     } else
         mbedtls_ssl_set_verify(&t->ssl, verify_cb, t);
 
@@ -592,8 +680,12 @@ static int setup(lua_State *L, struct tp_tls *t, int opt, int server,
     lua_setiuservalue(L, 1, 2);
 
     t->status = TLS_HANDSHAKING;
+    t->saw_cert = 0;
+    t->save_session = 0;
+    t->resumed = 0;
     begin_io(L, t);
     handshake_step(t);
+    settle(L, t);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -675,11 +767,17 @@ static void io_failed(struct tp_tls *t, int ret)
     if (ret == MBEDTLS_ERR_NET_RECV_FAILED || ret == MBEDTLS_ERR_NET_SEND_FAILED)
         set_error(t, "ERR_CONNECTION_ERROR", "TLS connection failed: %s",
                   t->io_error[0] ? t->io_error : text);
-    else if (ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE)
-        set_error(t, "ERR_CONNECTION_ERROR", "TLS connection failed: the "
-                  "peer sent a fatal alert (%d)",
-                  tp_ssl_alert_received(&t->ssl));
-    else
+    else if (ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE) {
+        /* TLS 1.3 clients finish before the server checks their
+         * certificate: "certificate required" arrives here, not in the
+         * handshake, and deserves the same words. */
+        int alert = tp_ssl_alert_received(&t->ssl);
+        const char *what = alert_text(alert);
+        set_error(t, "ERR_CONNECTION_ERROR", "TLS connection failed: %s sent "
+                  "the alert '%s' (%d)", t->is_server ? "the client"
+                                                      : "the server",
+                  what ? what : "unknown", alert);
+    } else
         set_error(t, "ERR_CONNECTION_ERROR", "TLS connection failed: %s",
                   text);
 }
@@ -710,8 +808,10 @@ static long fill(struct tp_tls *t, size_t want)
             t->last_want = r;
             break;
         }
-        if (r == TP_ERR_NEW_SESSION_TICKET)
-            continue;                 /* TLS 1.3 ticket: nothing to read */
+        if (r == TP_ERR_NEW_SESSION_TICKET) {
+            t->save_session = 1;      /* TLS 1.3: a ticket, no data */
+            continue;
+        }
         io_failed(t, r);
         return total ? total : -1;
     }
@@ -777,7 +877,7 @@ static int finish_handshake(struct tp_tls *t, double deadline)
     }
 }
 
-static int tls_poll(lua_State *L)
+static int tls_poll_io(lua_State *L)
 {
     struct tp_tls *t = checktls(L);
     begin_io(L, t);
@@ -792,9 +892,9 @@ static int tls_poll(lua_State *L)
              * get_*_data; a close_notify or an error changes the status. */
             unsigned char dummy;
             int n;
-            do
-                n = mbedtls_ssl_read(&t->ssl, &dummy, 0);
-            while (n == TP_ERR_NEW_SESSION_TICKET);
+            while ((n = mbedtls_ssl_read(&t->ssl, &dummy, 0)) ==
+                   TP_ERR_NEW_SESSION_TICKET)
+                t->save_session = 1;
             if (n < 0 && n != MBEDTLS_ERR_SSL_WANT_READ &&
                 n != MBEDTLS_ERR_SSL_WANT_WRITE)
                 io_failed(t, n);
@@ -822,7 +922,7 @@ static int tls_get_available_bytes(lua_State *L)
 }
 
 /* tls:get_partial_data(n) -> up to n bytes, possibly ""; never blocks. */
-static int tls_get_partial_data(lua_State *L)
+static int tls_get_partial_data_io(lua_State *L)
 {
     struct tp_tls *t = checktls(L);
     size_t want = (size_t)tp_checkrange(L, 2, 0, IO_MAX), got;
@@ -855,7 +955,7 @@ static int tls_get_partial_data(lua_State *L)
 }
 
 /* tls:get_data(n) -> exactly n bytes, waiting up to the timeout. */
-static int tls_get_data(lua_State *L)
+static int tls_get_data_io(lua_State *L)
 {
     struct tp_tls *t = checktls(L);
     size_t want = (size_t)tp_checkrange(L, 2, 0, IO_MAX);
@@ -925,7 +1025,7 @@ static long write_some(struct tp_tls *t, const unsigned char *s, size_t len)
     return -1;
 }
 
-static int tls_put_partial_data(lua_State *L)
+static int tls_put_partial_data_io(lua_State *L)
 {
     struct tp_tls *t = checktls(L);
     size_t len;
@@ -962,7 +1062,7 @@ static int drain(struct tp_tls *t, double deadline)
     }
 }
 
-static int tls_put_data(lua_State *L)
+static int tls_put_data_io(lua_State *L)
 {
     struct tp_tls *t = checktls(L);
     size_t len, done = 0;
@@ -1043,6 +1143,21 @@ static int tls_disconnect_from_stream(lua_State *L)
     return 0;
 }
 
+/* The I/O methods, each followed by settle(): a handshake that finished or
+ * a ticket that arrived leaves a session to keep. */
+#define WITH_SETTLE(name)                                   \
+    static int name(lua_State *L)                           \
+    {                                                       \
+        int n = name##_io(L);                               \
+        settle(L, tp_toobj(L, 1, TP_TLS));                  \
+        return n;                                           \
+    }
+WITH_SETTLE(tls_poll)
+WITH_SETTLE(tls_get_partial_data)
+WITH_SETTLE(tls_get_data)
+WITH_SETTLE(tls_put_partial_data)
+WITH_SETTLE(tls_put_data)
+
 /* ------------------------------------------------------------- getters */
 
 static int tls_get_stream(lua_State *L)
@@ -1112,6 +1227,14 @@ static int tls_get_tls_version(lua_State *L)
     if (!connected_ssl(t))
         return 0;
     lua_pushstring(L, mbedtls_ssl_get_version(&t->ssl));
+    return 1;
+}
+
+/* Ours: whether this (client) connection resumed a cached session. */
+static int tls_is_session_reused(lua_State *L)
+{
+    struct tp_tls *t = checktls(L);
+    lua_pushboolean(L, t->resumed);
     return 1;
 }
 
@@ -1235,6 +1358,7 @@ static const luaL_Reg tls_methods[] = {
     {"get_alpn_protocol", tls_get_alpn_protocol},
     {"get_cipher_suite", tls_get_cipher_suite},
     {"get_tls_version", tls_get_tls_version},
+    {"is_session_reused", tls_is_session_reused},
     {"get_available_bytes", tls_get_available_bytes},
     {"get_partial_data", tls_get_partial_data},
     {"get_data", tls_get_data},
