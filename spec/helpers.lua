@@ -309,11 +309,11 @@ function H.s_client(args, input)
     local g = h.pgid
     h.pgid = nil
     if h.exit_code() then return end          -- finished: nothing left
-    os.execute("kill -TERM -- -" .. g .. " 2>/dev/null")
+    os.execute("kill -TERM -" .. g .. " 2>/dev/null")
     if not H.wait_for(function()
-      return not os.execute("kill -0 -- -" .. g .. " 2>/dev/null")
+      return not os.execute("kill -0 -" .. g .. " 2>/dev/null")
     end, 1, 0.01) then
-      os.execute("kill -KILL -- -" .. g .. " 2>/dev/null")
+      os.execute("kill -KILL -" .. g .. " 2>/dev/null")
     end
   end
   return h

@@ -51,6 +51,13 @@ void *tp_newobj(lua_State *L, size_t size, int nuv, const char *tname)
     return p;
 }
 
+void tp_pin(lua_State *L, int idx)
+{
+    tp_obj *o = lua_touserdata(L, idx);
+    if (o != NULL)
+        o->pinned = 1;
+}
+
 const char *tp_classname(const char *tname)
 {
     const char *dot = strrchr(tname, '.');

@@ -23,7 +23,13 @@
 /* Every userdata starts with this header; `closed` is set by __gc/__close. */
 typedef struct tp_obj {
     unsigned char closed;
+    unsigned char pinned;     /* a TLSOptions points into it: free in __gc */
 } tp_obj;
+
+/* Marks the object at idx as held by a TLSOptions: closing it then only
+ * makes it unusable from Lua, and its memory is freed by the collector,
+ * once nothing points at it any more. */
+TP_HIDDEN void tp_pin(lua_State *L, int idx);
 
 /* Metatable names. */
 #define TP_CRYPTO      "tlspeer.Crypto"
@@ -143,6 +149,7 @@ TP_HIDDEN long tp_tcp_send(struct tp_tcp *t, const unsigned char *buf,
 TP_HIDDEN const char *tp_tcp_error(struct tp_tcp *t);
 TP_HIDDEN void tp_tcp_disconnect(struct tp_tcp *t);
 TP_HIDDEN void tp_tcp_peer_text(struct tp_tcp *t, char *buf, size_t len);
+TP_HIDDEN void tp_tcp_set_no_delay(struct tp_tcp *t);
 
 /* The socket behind a TCPServer, StreamPeerTCP or StreamPeerTLS at idx
  * (-1 if none); *ready is set when the object has data buffered already. */

@@ -60,13 +60,21 @@ static int key_new(lua_State *L)
     return 1;
 }
 
+/* mbedtls_pk_free is idempotent: it zeroes the context it frees. */
 static int key_gc(lua_State *L)
 {
     tp_key *k = tp_toobj(L, 1, TP_CRYPTOKEY);
-    if (!k->hdr.closed) {
-        mbedtls_pk_free(&k->pk);      /* zeroes the key material */
-        k->hdr.closed = 1;
-    }
+    mbedtls_pk_free(&k->pk);          /* zeroes the key material */
+    k->hdr.closed = 1;
+    return 0;
+}
+
+static int key_close(lua_State *L)
+{
+    tp_key *k = tp_toobj(L, 1, TP_CRYPTOKEY);
+    k->hdr.closed = 1;
+    if (!k->hdr.pinned)               /* a TLSOptions may still sign with it */
+        mbedtls_pk_free(&k->pk);
     return 0;
 }
 
@@ -628,7 +636,7 @@ static const luaL_Reg key_methods[] = {
 
 static const luaL_Reg key_meta[] = {
     {"__gc", key_gc},
-    {"__close", key_gc},
+    {"__close", key_close},
     {"__tostring", key_tostring},
     {NULL, NULL}
 };

@@ -235,6 +235,18 @@ static int apply_opts(lua_State *L, int idx, int anchor, struct tp_options *o)
         }
         o->suites[n] = 0;
         mbedtls_ssl_conf_ciphersuites(&o->conf, o->suites);
+#if TP_HAVE_TLS13
+        {
+            /* Offer only the versions the chosen suites can serve. */
+            int n13 = 0;
+            for (i = 0; i < n; i++)
+                n13 += o->suites[i] >= 0x1301 && o->suites[i] <= 0x1305;
+            if (n13 == 0)
+                tp_ssl_conf_max_tls12(&o->conf);
+            else if (n13 == n)
+                tp_ssl_conf_min_tls13(&o->conf);
+        }
+#endif
     }
     lua_pop(L, 1);
     return 0;
@@ -340,14 +352,22 @@ static int base_config(lua_State *L, struct tp_options *o)
     return 0;
 }
 
-/* Anchors the X509Certificate at `idx` as anchor[field]; returns it. */
+/* Anchors and pins the X509Certificate at `idx` as anchor[field]; `what`
+ * names it in the error raised when it is something else.  Returns it, or
+ * NULL when it is empty. */
 static mbedtls_x509_crt *anchor_cert(lua_State *L, int idx, int anchor,
-                                     const char *field)
+                                     const char *field, const char *what)
 {
-    mbedtls_x509_crt *crt = tp_checkcert(L, idx);
+    mbedtls_x509_crt *crt;
+    idx = lua_absindex(L, idx);
+    if (luaL_testudata(L, idx, TP_X509) == NULL)
+        luaL_error(L, "bad %s (X509Certificate expected, got %s)", what,
+                   luaL_typename(L, idx));
+    crt = tp_checkcert(L, idx);
     lua_pushvalue(L, idx);
     lua_setfield(L, anchor, field);
-    return crt;
+    tp_pin(L, idx);
+    return crt->raw.p != NULL ? crt : NULL;
 }
 
 /* Pushes the trust chain for a client: the given one or the default CA
@@ -391,6 +411,8 @@ static int client_identity(lua_State *L, int optidx, int anchor,
     if (tp_pk_check_pair(&crt->pk, pk, tp_rng(L)) != 0)
         return tp_fail(L, "ERR_INVALID_PARAMETER", "the client key does not "
                        "match the client certificate");
+    tp_pin(L, -1);
+    tp_pin(L, -2);
     lua_setfield(L, anchor, "key");
     lua_setfield(L, anchor, "cert");
     err = mbedtls_ssl_conf_own_cert(&o->conf, crt, pk);
@@ -420,6 +442,7 @@ static int options_client(lua_State *L)
         return r;
     o->has_trust = !lua_isnil(L, 1);
     mbedtls_ssl_conf_ca_chain(&o->conf, tp_checkcert(L, -1), NULL);
+    tp_pin(L, -1);
     lua_setfield(L, anchor, "trusted");
     mbedtls_ssl_conf_authmode(&o->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
     client_sessions(L, 3, anchor, o);
@@ -453,8 +476,12 @@ static int options_client_unsafe(lua_State *L)
     if ((r = base_config(L, o)) != 0)
         return r;
     if (!lua_isnil(L, 1)) {
-        mbedtls_ssl_conf_ca_chain(&o->conf, anchor_cert(L, 1, anchor,
-                                                        "trusted"), NULL);
+        mbedtls_x509_crt *ca = anchor_cert(L, 1, anchor, "trusted",
+                                           "argument #1 to 'client_unsafe'");
+        if (ca == NULL)
+            return tp_fail(L, "ERR_INVALID_PARAMETER", "the trusted chain "
+                           "is an empty X509Certificate");
+        mbedtls_ssl_conf_ca_chain(&o->conf, ca, NULL);
         o->has_trust = 1;
     }
     /* The certificate is still looked at (for get_peer_certificate and
@@ -499,7 +526,8 @@ static int options_server(lua_State *L)
         return r;
     lua_pushvalue(L, 1);
     lua_setfield(L, anchor, "key");
-    anchor_cert(L, 2, anchor, "cert");
+    tp_pin(L, 1);
+    anchor_cert(L, 2, anchor, "cert", "argument #2 to 'server'");
     /* The whole chain (leaf first) is sent: mbedtls sends crt->next too. */
     err = mbedtls_ssl_conf_own_cert(&o->conf, crt, pk);
     if (err != 0)
@@ -511,15 +539,26 @@ static int options_server(lua_State *L)
     o->verify = VERIFY_NONE;
     if (!lua_isnil(L, 3)) {
         int has_trust = lua_getfield(L, 3, "trusted_chain") != LUA_TNIL;
-        int mode;
-        if (has_trust)
-            mbedtls_ssl_conf_ca_chain(&o->conf, anchor_cert(L, -1, anchor,
-                                                            "trusted"), NULL);
+        int mode = -1, i;
+        if (has_trust) {
+            mbedtls_x509_crt *ca = anchor_cert(L, -1, anchor, "trusted",
+                                               "option 'trusted_chain'");
+            if (ca == NULL)
+                return tp_fail(L, "ERR_INVALID_PARAMETER", "opts.trusted_chain "
+                               "is an empty X509Certificate");
+            mbedtls_ssl_conf_ca_chain(&o->conf, ca, NULL);
+        }
         lua_pop(L, 1);
         o->has_trust = (unsigned char)has_trust;
-        lua_getfield(L, 3, "verify");
-        mode = lua_isnil(L, -1) ? (has_trust ? VERIFY_REQUIRED : VERIFY_NONE)
-                                : luaL_checkoption(L, -1, NULL, modes);
+        if (lua_getfield(L, 3, "verify") == LUA_TNIL)
+            mode = has_trust ? VERIFY_REQUIRED : VERIFY_NONE;
+        else if (lua_type(L, -1) == LUA_TSTRING)
+            for (i = 0; modes[i] != NULL; i++)
+                if (strcmp(lua_tostring(L, -1), modes[i]) == 0)
+                    mode = i;
+        if (mode < 0)
+            luaL_error(L, "bad option 'verify' (\"none\", \"optional\" or "
+                       "\"required\" expected)");
         lua_pop(L, 1);
         if (mode != VERIFY_NONE && !has_trust)
             return tp_fail(L, "ERR_INVALID_PARAMETER", "verifying client "

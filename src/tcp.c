@@ -352,6 +352,16 @@ void tp_tcp_disconnect(struct tp_tcp *t)
     t->peer_closed = 0;
 }
 
+/* TLS writes its records one by one: Nagle would hold the last ones of a
+ * handshake flight back for a delayed ACK. */
+void tp_tcp_set_no_delay(struct tp_tcp *t)
+{
+    int one = 1;
+    t->no_delay = 1;
+    if (t->fd >= 0)
+        setsockopt(t->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
 /* "127.0.0.1:8443", "[::1]:8443" or "" */
 void tp_tcp_peer_text(struct tp_tcp *t, char *buf, size_t len)
 {
@@ -568,7 +578,9 @@ static int io_fail(lua_State *L, struct tp_tcp *t)
         return tp_fail(L, "ERR_FILE_EOF", "the connection to %s port %d was "
                        "closed by the peer", t->host, t->port);
     if (t->status == TCP_ERROR)
-        return tp_fail(L, "ERR_CONNECTION_ERROR", "%s", t->error);
+        return tp_fail(L, t->error_code ? t->error_code
+                                        : "ERR_CONNECTION_ERROR",
+                       "%s", t->error);
     return tp_fail(L, "ERR_UNCONFIGURED", "the StreamPeerTCP is not "
                    "connected");
 }

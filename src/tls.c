@@ -440,6 +440,10 @@ static void handshake_failed(struct tp_tls *t, int ret)
         break;
     }
     case MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE:
+        /* mbedtls sends no alert here: tell the client, or it waits. */
+        (void)mbedtls_ssl_send_alert_message(&t->ssl,
+                                             MBEDTLS_SSL_ALERT_LEVEL_FATAL,
+                                             MBEDTLS_SSL_ALERT_MSG_HANDSHAKE_FAILURE);
         set_error(t, "ERR_UNAUTHORIZED", "TLS handshake failed: the client "
                   "sent no certificate, and this server requires one");
         break;
@@ -668,8 +672,10 @@ static int setup(lua_State *L, struct tp_tls *t, int opt, int server,
     } else
         mbedtls_ssl_set_verify(&t->ssl, verify_cb, t);
 
-    if (t->tcp != NULL)
+    if (t->tcp != NULL) {
+        tp_tcp_set_no_delay(t->tcp);
         mbedtls_ssl_set_bio(&t->ssl, t, bio_send_tcp, bio_recv_tcp, NULL);
+    }
     else
         mbedtls_ssl_set_bio(&t->ssl, t, bio_send_lua, bio_recv_lua, NULL);
 

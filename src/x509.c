@@ -44,13 +44,21 @@ static int cert_new(lua_State *L)
     return 1;
 }
 
+/* mbedtls_x509_crt_free is idempotent: it zeroes what it frees. */
 static int cert_gc(lua_State *L)
 {
     tp_cert *c = tp_toobj(L, 1, TP_X509);
-    if (!c->hdr.closed) {
+    mbedtls_x509_crt_free(&c->crt);
+    c->hdr.closed = 1;
+    return 0;
+}
+
+static int cert_close(lua_State *L)
+{
+    tp_cert *c = tp_toobj(L, 1, TP_X509);
+    c->hdr.closed = 1;
+    if (!c->hdr.pinned)               /* a TLSOptions may still use it */
         mbedtls_x509_crt_free(&c->crt);
-        c->hdr.closed = 1;
-    }
     return 0;
 }
 
@@ -452,7 +460,7 @@ static const luaL_Reg cert_methods[] = {
 
 static const luaL_Reg cert_meta[] = {
     {"__gc", cert_gc},
-    {"__close", cert_gc},
+    {"__close", cert_close},
     {"__tostring", cert_tostring},
     {NULL, NULL}
 };

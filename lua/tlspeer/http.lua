@@ -300,8 +300,10 @@ function HTTPClient:_block_until(done)
     if done() then return true end
     local left = deadline - now()
     if left <= 0 then
-      self:_fail(S.STATUS_CONNECTION_ERROR, ("timed out after %g s (%s)")
-        :format(self.timeout, STATUS_NAMES[self.status]), "ERR_TIMEOUT")
+      local connecting = self.status == S.STATUS_RESOLVING or self.status == S.STATUS_CONNECTING
+      self:_fail(connecting and S.STATUS_CANT_CONNECT or S.STATUS_CONNECTION_ERROR,
+        ("timed out after %g s (%s)"):format(self.timeout, STATUS_NAMES[self.status]),
+        "ERR_TIMEOUT")
       return false
     end
     local readers, writers = {}, {}
@@ -323,7 +325,7 @@ local function normalise_headers(headers, fname)
   if type(headers) ~= "table" then argerror(3, fname, "list of \"Name: value\" strings expected") end
   if #headers > 0 or next(headers) == nil then
     for i, h in ipairs(headers) do
-      if type(h) ~= "string" or not h:match("^[^:]+:") or has_crlf(h) then
+      if type(h) ~= "string" or not h:match("^[!#$%%&'*+%-.^_`|~%w]+:") or has_crlf(h) then
         argerror(3, fname, ("header %d is not a \"Name: value\" line"):format(i))
       end
       list[#list + 1] = h
@@ -465,6 +467,11 @@ function HTTPClient:_setup_body()
   r.length = -1
   local te = (dict["Transfer-Encoding"] or ""):lower()
   if r.method == "HEAD" or r.code == 204 or r.code == 304 or r.code == 101 then
+    -- No body follows; for HEAD, Content-Length still tells the size a GET
+    -- would have.
+    if r.method == "HEAD" and dict["Content-Length"] then
+      r.length = math.tointeger(tonumber((dict["Content-Length"]:match("^%s*(%d+)")))) or -1
+    end
     r.done = true
   elseif te:find("chunked") then
     r.chunked = true
