@@ -60,6 +60,28 @@ static int load_lenient(mbedtls_x509_crt *crt, const char *path, int dir)
     return after - before;
 }
 
+/* Loads into `crt` the first file of the Lua list on top of the stack that
+ * yields certificates; replaces the list by that path and returns 1, or
+ * pops the list and returns 0. */
+static int first_loadable(lua_State *L, mbedtls_x509_crt *crt)
+{
+    int i;
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    for (i = 1; lua_rawgeti(L, -1, i) == LUA_TSTRING; i++) {
+        const char *path = lua_tostring(L, -1);
+        if (is_file(path) && load_lenient(crt, path, 0) > 0) {
+            lua_remove(L, -2);
+            return 1;
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 2);                    /* what ended the list, the list */
+    return 0;
+}
+
 /* Loads the bundle, skipping the override when `with_override` is 0.
  * Pushes an X509Certificate and the name of its source, or a failure. */
 static int load_bundle(lua_State *L, int state, int with_override)
@@ -100,39 +122,20 @@ static int load_bundle(lua_State *L, int state, int with_override)
             return 2;
         }
     }
-    if (lua_getfield(L, state, "system") == LUA_TTABLE) {
-        /* The specs replace the operating system's list. */
-        for (i = 1; lua_rawgeti(L, -1, i) == LUA_TSTRING; i++) {
-            const char *path = lua_tostring(L, -1);
-            if (is_file(path) && load_lenient(crt, path, 0) > 0) {
-                lua_remove(L, -2);
-                return 2;
-            }
-            lua_pop(L, 1);
-        }
+    /* The operating system's locations (the specs may replace the list). */
+    if (lua_getfield(L, state, "system") != LUA_TTABLE) {
         lua_pop(L, 1);
-    } else
-        for (i = 0; system_bundles[i] != NULL; i++)
-            if (is_file(system_bundles[i]) &&
-                load_lenient(crt, system_bundles[i], 0) > 0) {
-                lua_pop(L, 1);
-                lua_pushstring(L, system_bundles[i]);
-                return 2;
-            }
-    lua_pop(L, 1);
-    lua_getfield(L, state, "shipped");
-    if (lua_istable(L, -1)) {
-        for (i = 1; lua_rawgeti(L, -1, i) == LUA_TSTRING; i++) {
-            const char *path = lua_tostring(L, -1);
-            if (is_file(path) && load_lenient(crt, path, 0) > 0) {
-                lua_remove(L, -2);
-                return 2;
-            }
-            lua_pop(L, 1);
+        lua_newtable(L);
+        for (i = 0; system_bundles[i] != NULL; i++) {
+            lua_pushstring(L, system_bundles[i]);
+            lua_rawseti(L, -2, i + 1);
         }
-        lua_pop(L, 1);
     }
-    lua_pop(L, 1);
+    if (first_loadable(L, crt))
+        return 2;
+    lua_getfield(L, state, "shipped");
+    if (first_loadable(L, crt))
+        return 2;
     return tp_fail(L, "ERR_FILE_NOT_FOUND", "no CA bundle found: set "
                    "SSL_CERT_FILE, install the ca-certificates package, or "
                    "call tls.set_certificate_bundle_override(path)");

@@ -640,18 +640,25 @@ function HTTPClient:_chunk_line()
   end
 end
 
+-- The next line of a chunked body: line; nil (not all in yet); or nil,
+-- true after failing the client.
+function HTTPClient:_next_line()
+  local line, err, code = self:_chunk_line()
+  if line then return line end
+  if err then
+    self:_fail(S.STATUS_CONNECTION_ERROR, err, code or "ERR_INVALID_DATA")
+    return nil, true
+  end
+  return nil
+end
+
 function HTTPClient:_read_chunked(max)
   local r, out, got = self.response, {}, 0
   while got < max and not r.done do
     if r.chunk_state == "size" then
-      local line, err, code = self:_chunk_line()
-      if not line then
-        if err then
-          self:_fail(S.STATUS_CONNECTION_ERROR, err, code or "ERR_INVALID_DATA")
-          return nil
-        end
-        break
-      end
+      local line, failed = self:_next_line()
+      if failed then return nil end
+      if not line then break end
       -- Hex digits, then nothing or a chunk extension (";name=value").
       local hex = line:match("^%s*(%x+)%s*;") or line:match("^%s*(%x+)%s*$")
       if not hex or #hex > 15 then
@@ -674,28 +681,18 @@ function HTTPClient:_read_chunked(max)
       r.chunk_left = r.chunk_left - #s
       if r.chunk_left == 0 then r.chunk_state = "crlf" end
     elseif r.chunk_state == "crlf" then
-      local line, err, code = self:_chunk_line()
-      if not line then
-        if err then
-          self:_fail(S.STATUS_CONNECTION_ERROR, err, code or "ERR_INVALID_DATA")
-          return nil
-        end
-        break
-      end
+      local line, failed = self:_next_line()
+      if failed then return nil end
+      if not line then break end
       if line ~= "" then
         self:_fail(S.STATUS_CONNECTION_ERROR, "chunk data longer than its size", "ERR_INVALID_DATA")
         return nil
       end
       r.chunk_state = "size"
     elseif r.chunk_state == "trailer" then
-      local line, err, code = self:_chunk_line()
-      if not line then
-        if err then
-          self:_fail(S.STATUS_CONNECTION_ERROR, err, code or "ERR_INVALID_DATA")
-          return nil
-        end
-        break
-      end
+      local line, failed = self:_next_line()
+      if failed then return nil end
+      if not line then break end
       if line == "" then
         self:_body_done()
       else
