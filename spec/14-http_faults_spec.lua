@@ -182,6 +182,22 @@ describe("HTTPClient against misbehaving servers", function()
     end
   end)
 
+  it("a chunked body with trailers: the body whole, the trailers among the headers", function()
+    local s = serve("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n"
+      .. "5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nX-Checksum: abc123\r\nX-Done: yes\r\n\r\n")
+    local st, body, c = exchange(s)
+    assert.equal(HTTPClient.STATUS_CONNECTED, st)
+    assert.equal("hello, world", body)
+    assert.is_true(c:is_response_chunked())
+    assert.equal(-1, c:get_response_body_length())
+    local d = c:get_response_headers_as_dictionary()
+    assert.equal("abc123", d["x-checksum"])
+    assert.equal("yes", d["X-Done"])
+    local found = false
+    for _, h in ipairs(c:get_response_headers()) do found = found or h == "X-Checksum: abc123" end
+    assert.is_true(found)
+  end)
+
   it("tls.request gives ERR_TIMEOUT in time when the server never answers", function()
     local s = serve(nil)            -- listens (the kernel accepts), never answers
     local t0 = H.now()
