@@ -103,6 +103,7 @@ int tp_pkcs5_pbkdf2_sha(mbedtls_md_type_t md, const unsigned char *pw,
 
 /* ---------------------------------------------------------------- TLS */
 
+#include <stdint.h>
 #include <mbedtls/ssl.h>
 
 /* Protocol versions: 2.28 speaks TLS 1.2 at most; 3.6 adds TLS 1.3. */
@@ -132,6 +133,43 @@ int tp_pkcs5_pbkdf2_sha(mbedtls_md_type_t md, const unsigned char *pw,
 /* Bytes of an encrypted record mbedtls_ssl_write committed but could not
  * flush yet (the next write call flushes them and reports them written). */
 #define tp_ssl_out_left(ssl) ((ssl)->MBEDTLS_PRIVATE(out_left))
+
+/* Bytes of an incoming record read so far, while the rest is awaited (a
+ * stream transport: 0 between records). */
+#define tp_ssl_in_left(ssl) ((ssl)->MBEDTLS_PRIVATE(in_left))
+
+/* Key exchange groups, in order of preference: X25519 and P-256 first (fast
+ * and widely supported), then P-384 and P-521.  mbedtls' own default puts
+ * P-521 first, the slowest of all. */
+#if TP_MBEDTLS3
+static inline void tp_ssl_conf_default_groups(mbedtls_ssl_config *conf)
+{
+    static const uint16_t groups[] = {
+#if defined(MBEDTLS_ECP_DP_CURVE25519_ENABLED)
+        MBEDTLS_SSL_IANA_TLS_GROUP_X25519,
+#endif
+        MBEDTLS_SSL_IANA_TLS_GROUP_SECP256R1,
+        MBEDTLS_SSL_IANA_TLS_GROUP_SECP384R1,
+        MBEDTLS_SSL_IANA_TLS_GROUP_SECP521R1,
+        MBEDTLS_SSL_IANA_TLS_GROUP_NONE
+    };
+    mbedtls_ssl_conf_groups(conf, groups);
+}
+#else
+static inline void tp_ssl_conf_default_groups(mbedtls_ssl_config *conf)
+{
+    static const mbedtls_ecp_group_id groups[] = {
+#if defined(MBEDTLS_ECP_DP_CURVE25519_ENABLED)
+        MBEDTLS_ECP_DP_CURVE25519,
+#endif
+        MBEDTLS_ECP_DP_SECP256R1,
+        MBEDTLS_ECP_DP_SECP384R1,
+        MBEDTLS_ECP_DP_SECP521R1,
+        MBEDTLS_ECP_DP_NONE
+    };
+    mbedtls_ssl_conf_curves(conf, groups);
+}
+#endif
 
 /* The description byte of the last alert record received. */
 #define tp_ssl_alert_received(ssl) \

@@ -345,6 +345,7 @@ static int base_config(lua_State *L, struct tp_options *o)
     mbedtls_ssl_conf_rng(&o->conf, mbedtls_ctr_drbg_random, tp_rng(L));
     tp_ssl_conf_min_tls12(&o->conf);
     mbedtls_ssl_conf_ciphersuites(&o->conf, default_suites);
+    tp_ssl_conf_default_groups(&o->conf);
 #if defined(MBEDTLS_SSL_RENEGOTIATION)
     mbedtls_ssl_conf_renegotiation(&o->conf,
                                    MBEDTLS_SSL_RENEGOTIATION_DISABLED);

@@ -295,9 +295,24 @@ long tp_tcp_recv(struct tp_tcp *t, unsigned char *buf, size_t len)
     if (t->status == TCP_CONNECTING)
         return 0;
     if (t->in.len == 0) {
-        r = fill(t, len);
-        if (r <= 0)
-            return r;
+        /* Straight into mbedtls' record buffer: no copy, and no receive
+         * buffer of our own kept per connection (4 KiB or more each). */
+        ssize_t n;
+        if (t->fd < 0 || t->peer_closed)
+            return t->peer_closed ? -1 : -2;
+        do
+            n = recv(t->fd, buf, len, MSG_DONTWAIT);
+        while (n < 0 && errno == EINTR);
+        if (n > 0)
+            return (long)n;
+        if (n == 0) {
+            t->peer_closed = 1;
+            return -1;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return 0;
+        tcp_fail(t, "receive failed", errno);
+        return -2;
     }
     r = (long)(t->in.len < len ? t->in.len : len);
     memcpy(buf, t->in.p + t->in.off, (size_t)r);
@@ -616,7 +631,8 @@ static int tcp_get_partial_data(lua_State *L)
     }
     got = t->in.len < want ? t->in.len : want;
     luaL_buffinit(L, &b);
-    luaL_addlstring(&b, (const char *)t->in.p + t->in.off, got);
+    /* An empty buffer may have no memory: no pointer arithmetic on NULL. */
+    luaL_addlstring(&b, got ? (const char *)t->in.p + t->in.off : "", got);
     luaL_pushresult(&b);
     tp_buf_consume(&t->in, got);
     settle_eof(t);
@@ -663,7 +679,7 @@ static int tcp_get_data(lua_State *L)
                            "for %d bytes (%d arrived, kept for the next "
                            "read)", SECS(t->timeout), (int)want, (int)t->in.len);
     }
-    lua_pushlstring(L, (const char *)t->in.p + t->in.off, want);
+    lua_pushlstring(L, want ? (const char *)t->in.p + t->in.off : "", want);
     tp_buf_consume(&t->in, want);
     settle_eof(t);
     return 1;

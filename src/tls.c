@@ -37,6 +37,7 @@ struct tp_tls {
     unsigned char saw_cert;      /* the verifier ran: a full handshake */
     unsigned char save_session;  /* a session to keep for next time */
     unsigned char resumed;       /* the handshake resumed a session */
+    unsigned char bio_eof;       /* the transport reported its end */
     mbedtls_ssl_context ssl;
     struct tp_tcp *tcp;          /* the fast path; NULL for a Lua stream */
     lua_State *L;                /* during calls into mbedtls */
@@ -115,8 +116,10 @@ static int bio_recv_tcp(void *ctx, unsigned char *buf, size_t len)
         return (int)n;
     if (n == 0)
         return MBEDTLS_ERR_SSL_WANT_READ;
-    if (n == -1)
+    if (n == -1) {
+        t->bio_eof = 1;
         return 0;                     /* EOF: mbedtls reports CONN_EOF */
+    }
     snprintf(t->io_error, sizeof t->io_error, "%s", tp_tcp_error(t->tcp));
     return MBEDTLS_ERR_NET_RECV_FAILED;
 }
@@ -143,6 +146,7 @@ static int lua_io_recv(lua_State *L)
         const char *code = lua_tostring(L, -1);
         if (code != NULL && strcmp(code, "ERR_FILE_EOF") == 0) {
             io->result = 0;
+            io->t->bio_eof = 1;
             return 0;
         }
         return luaL_error(L, "the stream's get_partial_data failed: %s",
@@ -418,6 +422,12 @@ static void handshake_failed(struct tp_tls *t, int ret)
         return;
     }
     mbed_text(ret, text, sizeof text);
+    if (ret == MBEDTLS_ERR_SSL_BAD_INPUT_DATA && tp_ssl_in_left(&t->ssl) > 0) {
+        /* mbedtls' words when a record header announces more than fits. */
+        set_error(t, "ERR_CONNECTION_ERROR", "TLS handshake failed: %s sent "
+                  "a TLS record larger than the maximum record size", peer);
+        return;
+    }
     switch (ret) {
     case MBEDTLS_ERR_NET_SEND_FAILED:
     case MBEDTLS_ERR_NET_RECV_FAILED:
@@ -641,6 +651,7 @@ static int setup(lua_State *L, struct tp_tls *t, int opt, int server,
     tp_buf_free(&t->in);
     t->pending = 0;
     t->eof = 0;
+    t->bio_eof = 0;
     t->error[0] = t->io_error[0] = t->peer_names[0] = '\0';
     t->error_code = NULL;
     t->is_server = (unsigned char)server;
@@ -713,7 +724,9 @@ static int tls_connect_to_stream(lua_State *L)
         lua_pop(L, 2);
         lua_replace(L, 4);
     }
-    /* The override, when set, is the name checked and sent. */
+    /* The override, when set, is the name checked and sent (read from a
+     * checked TLSOptions: the user value of anything else is garbage). */
+    tp_checkoptions(L, 4);
     tp_options_push_cn_override(L, 4);
     if (lua_rawlen(L, -1) > 0)
         lua_replace(L, 3);
@@ -746,7 +759,11 @@ static int flush_pending(struct tp_tls *t)
     int r;
     if (t->pending == 0)
         return 0;
-    r = mbedtls_ssl_write(&t->ssl, dummy, t->pending);
+    /* mbedtls 3.6 finishes reading a TLS 1.3 ticket that an earlier read
+     * began, and says so, before it writes: call it again. */
+    while ((r = mbedtls_ssl_write(&t->ssl, dummy, t->pending)) ==
+           TP_ERR_NEW_SESSION_TICKET)
+        t->save_session = 1;
     if (r > 0) {
         t->pending = 0;
         return 0;
@@ -762,6 +779,24 @@ static int flush_pending(struct tp_tls *t)
 static void io_failed(struct tp_tls *t, int ret)
 {
     char text[160];
+    if ((ret == 0 || ret == MBEDTLS_ERR_SSL_CONN_EOF) &&
+        tp_ssl_in_left(&t->ssl) > 0) {
+        /* The end came in the middle of a record: that is no clean end. */
+        t->status = TLS_ERROR;
+        set_error(t, "ERR_CONNECTION_ERROR", "TLS connection failed: %s "
+                  "closed the connection in the middle of a TLS record (the "
+                  "data was truncated)", t->is_server ? "the client"
+                                                       : "the server");
+        return;
+    }
+    if (ret == MBEDTLS_ERR_SSL_BAD_INPUT_DATA && tp_ssl_in_left(&t->ssl) > 0) {
+        /* mbedtls' words when a record header announces more than fits. */
+        t->status = TLS_ERROR;
+        set_error(t, "ERR_CONNECTION_ERROR", "TLS connection failed: %s "
+                  "sent a TLS record larger than the maximum record size",
+                  t->is_server ? "the client" : "the server");
+        return;
+    }
     if (ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY || ret == 0 ||
         ret == MBEDTLS_ERR_SSL_CONN_EOF) {
         t->eof = 1;
@@ -822,6 +857,15 @@ static long fill(struct tp_tls *t, size_t want)
         return total ? total : -1;
     }
     return total;
+}
+
+/* Hands out n bytes of t->in.  A drained buffer of one read's size is
+ * released: an idle connection keeps none (bulk readers keep theirs). */
+static void take_in(struct tp_tls *t, size_t n)
+{
+    tp_buf_consume(&t->in, n);
+    if (t->in.len == 0 && t->in.cap <= READ_CHUNK)
+        tp_buf_free(&t->in);
 }
 
 /* Pushes the reason nothing can be read or written now. */
@@ -904,6 +948,11 @@ static int tls_poll_io(lua_State *L)
             if (n < 0 && n != MBEDTLS_ERR_SSL_WANT_READ &&
                 n != MBEDTLS_ERR_SSL_WANT_WRITE)
                 io_failed(t, n);
+            else if (n == 0 && t->bio_eof &&
+                     mbedtls_ssl_get_bytes_avail(&t->ssl) == 0)
+                /* mbedtls_ssl_read says 0 for the end of the stream (no
+                 * close_notify): without this, poll() never noticed it. */
+                io_failed(t, MBEDTLS_ERR_SSL_CONN_EOF);
         }
     }
     lua_pushboolean(L, 1);
@@ -955,8 +1004,9 @@ static int tls_get_partial_data_io(lua_State *L)
         return not_ready(L, t);
     }
     got = t->in.len < want ? t->in.len : want;
-    lua_pushlstring(L, (const char *)t->in.p + t->in.off, got);
-    tp_buf_consume(&t->in, got);
+    /* An empty buffer may have no memory: no pointer arithmetic on NULL. */
+    lua_pushlstring(L, got ? (const char *)t->in.p + t->in.off : "", got);
+    take_in(t, got);
     return 1;
 }
 
@@ -995,8 +1045,8 @@ static int tls_get_data_io(lua_State *L)
                            "(%d arrived, kept for the next read)", (int)want,
                            (int)t->in.len);
     }
-    lua_pushlstring(L, (const char *)t->in.p + t->in.off, want);
-    tp_buf_consume(&t->in, want);
+    lua_pushlstring(L, want ? (const char *)t->in.p + t->in.off : "", want);
+    take_in(t, want);
     return 1;
 }
 
@@ -1013,7 +1063,9 @@ static long write_some(struct tp_tls *t, const unsigned char *s, size_t len)
     }
     if (r == 1 || len == 0)
         return 0;
-    r = mbedtls_ssl_write(&t->ssl, s, len);
+    while ((r = mbedtls_ssl_write(&t->ssl, s, len)) ==
+           TP_ERR_NEW_SESSION_TICKET)
+        t->save_session = 1;      /* as in flush_pending */
     if (r > 0)
         return r;
     if (r == MBEDTLS_ERR_SSL_WANT_WRITE || r == MBEDTLS_ERR_SSL_WANT_READ) {
@@ -1142,6 +1194,7 @@ static int tls_disconnect_from_stream(lua_State *L)
     t->pending = 0;
     t->status = TLS_DISCONNECTED;
     t->eof = 0;
+    t->bio_eof = 0;
     lua_pushnil(L);
     lua_setiuservalue(L, 1, 1);
     lua_pushnil(L);

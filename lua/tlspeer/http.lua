@@ -901,6 +901,13 @@ function HTTPClient.request_url(url, opts)
       redirects = redirects + 1
       client:close()              -- a fresh connection follows the redirect
       url = resolve_location(url, location)
+      -- The Location is the server's: a target request() would refuse (a
+      -- space, a line break) is the server's fault, not an argument error.
+      local _, _, _, next_target = parse_url(url)
+      if next_target and (next_target:find(" ", 1, true) or has_crlf(next_target)) then
+        return nil, ("the server redirected to an invalid URL %q"):format(location:sub(1, 200)),
+          "ERR_INVALID_DATA"
+      end
       if status == 303 or ((status == 301 or status == 302) and METHODS[method] == "POST") then
         method, body = METHOD_IDS.GET, ""
         local kept = {}

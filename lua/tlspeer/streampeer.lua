@@ -62,10 +62,19 @@ local function put_counted(self, name, s)
   return self:put_data(pack(order(self) .. "s4", s))
 end
 
+-- The most get_data takes at once (IO_MAX in tcp.c and tls.c).
+local MAX_COUNTED = 1 << 30
+
 local function get_counted(self, n)
   if n == nil or n < 0 then
     local len, msg, code = M.get_u32(self)
     if not len then return nil, msg, code end
+    -- The length comes from the peer: one get_data cannot take more, and
+    -- asking would raise an argument error the caller never made.
+    if len > MAX_COUNTED then
+      return nil, ("the peer announced a string of %d bytes (at most %d can be read)")
+        :format(len, MAX_COUNTED), "ERR_INVALID_DATA"
+    end
     n = len
   end
   return self:get_data(n)
