@@ -98,3 +98,99 @@ uninstall:
 
 clean:
 	rm -rf $(BUILD) tlspeer
+
+# ------------------------------------------------------------------ fuzzing
+# make fuzz [FUZZ_TIME=60] [FUZZ_TARGETS="key cert tls_server tls_client http streampeer"]
+# builds the libFuzzer harnesses in fuzz/build/ (clang, ASan + UBSan,
+# tlspeer's sources compiled in, Debian's mbedtls 2.28 and liblua5.4) and
+# runs each for FUZZ_TIME seconds from its seeds in fuzz/corpus/<name>/
+# (new inputs go to fuzz/build/corpus/<name>/, crashes to
+# fuzz/build/crashes/<name>/).  See fuzz/README.md.
+FUZZ_CC      ?= clang
+FUZZ_TIME    ?= 60
+FUZZ_TARGETS ?= key cert tls_server tls_client http streampeer
+FUZZ_CFLAGS  ?= -g -O1 -fno-omit-frame-pointer
+FUZZ_SAN     ?= -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_ARGS    ?=
+FUZZ_BUILD    = fuzz/build
+FUZZ_OBJS     = $(SRCS:src/%.c=$(FUZZ_BUILD)/obj/%.o)
+FUZZ_ALL_CFLAGS = $(FUZZ_CFLAGS) $(FUZZ_SAN) -std=c99 -D_POSIX_C_SOURCE=200809L \
+              -I$(LUA_INCDIR) -DTLSPEER_SHAREDIR='"$(TLSPEER_SHAREDIR)"'
+
+.PHONY: fuzz fuzz-build
+fuzz: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$t $(FUZZ_BUILD)/crashes/$$t; \
+	  echo "== fuzz $$t ($(FUZZ_TIME) s)"; \
+	  $(FUZZ_BUILD)/$$t -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZ_BUILD)/crashes/$$t/ $(FUZZ_ARGS) \
+	    $(FUZZ_BUILD)/corpus/$$t fuzz/corpus/$$t || exit 1; \
+	done
+
+fuzz-build: $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%)
+
+$(FUZZ_BUILD)/obj/%.o: src/%.c src/aux.h src/compat.h
+	@mkdir -p $(FUZZ_BUILD)/obj
+	$(FUZZ_CC) $(FUZZ_ALL_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_BUILD)/key $(FUZZ_BUILD)/cert $(FUZZ_BUILD)/tls_server $(FUZZ_BUILD)/tls_client \
+  $(FUZZ_BUILD)/http $(FUZZ_BUILD)/streampeer: \
+  $(FUZZ_BUILD)/%: fuzz/harness.c $(FUZZ_OBJS)
+	$(FUZZ_CC) $(FUZZ_ALL_CFLAGS) -DFUZZ_TARGET='"$*"' -DFUZZ_ROOT='"$(CURDIR)"' \
+	  -o $@ fuzz/harness.c $(FUZZ_OBJS) -lmbedtls -lmbedx509 -lmbedcrypto -llua$(LUA_VERSION) -lm
+
+# -------------------------------------------------------------------- soak
+# make soak [BUILD=build-3.6 MBEDTLS_PREFIX=...]: the load spec at its full
+# counts (1,000 concurrent clients echoing 64 KiB each, 10,000 sequential
+# handshakes with descriptors and RSS watched, 200 slow-loris connections);
+# several minutes.  The figures go to stderr and SOAK_REPORT.
+SOAK_REPORT ?= /tmp/tlspeer-soak-report.txt
+.PHONY: soak
+soak: all
+	@n=$$(ulimit -n); if [ "$$n" != unlimited ] && [ "$$n" -lt 4096 ]; then ulimit -Sn 4096 2>/dev/null || ulimit -Sn "$$(ulimit -Hn)"; fi; \
+	TLSPEER_LOAD=full TLSPEER_LOAD_REPORT='$(SOAK_REPORT)' \
+	  $(BUSTED) --cpath='$(BUILD)/?.so' spec/19-load_spec.lua
+
+# -------------------------------------------------------------- sanitizers
+# make asan [ASAN_CC=gcc|clang] [MBEDTLS_PREFIX=...]: builds tlspeer with
+# AddressSanitizer + UndefinedBehaviorSanitizer (UB is fatal) into
+# ASAN_BUILD and runs the whole spec suite with it; scripts/asan.sh says
+# how (runtime preloaded into lua5.4, peers left alone, leak checking by
+# LeakSanitizer in the interpreters, every report fails the run).
+# make valgrind [FULL=1]: the spec subset scripts/valgrind.sh documents (every
+# C file; FULL=1: the whole suite) under memcheck against $(BUILD), zero
+# errors and zero definite leaks.
+ASAN_CC     ?= gcc
+ASAN_BUILD  ?= build-asan$(if $(MBEDTLS_PREFIX),-3.6)
+ASAN_SAN    ?= -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+               -fno-omit-frame-pointer
+ASAN_LINK    = $(ASAN_SAN)$(if $(findstring clang,$(ASAN_CC)), -shared-libasan)
+
+.PHONY: asan asan-build valgrind
+asan: deps asan-build
+	CC='$(ASAN_CC)' scripts/asan.sh '$(ASAN_BUILD)' $(BUSTED_ARGS)
+
+asan-build:
+	$(MAKE) BUILD='$(ASAN_BUILD)' CC='$(ASAN_CC)' CFLAGS='-O1 -g $(ASAN_SAN)' \
+	  LDFLAGS='$(ASAN_LINK)' all
+
+valgrind: deps all
+	@command -v valgrind >/dev/null || { s=; [ "$$(id -u)" -eq 0 ] || s=sudo; \
+	  DEBIAN_FRONTEND=noninteractive $$s apt-get install -y -qq valgrind >/dev/null; }
+	FULL='$(FULL)' BUSTED_ARGS='$(BUSTED_ARGS)' scripts/valgrind.sh '$(BUILD)'
+
+# make bench [QUICK=1] [MBEDTLS_PREFIX=...]: tlspeer, a C baseline on mbedtls
+# and LuaSec (OpenSSL) side by side over loopback; writes BENCHMARKS.md and
+# bench/chart-*.png (bench/run.sh, bench/run.lua).  A full run adds an mbedtls
+# 3.6 section (scripts/mbedtls3.sh, or MBEDTLS_PREFIX); QUICK=1 is 2.28 only,
+# under a minute.  make bench-deps installs LuaSec, LuaSocket and gnuplot.
+.PHONY: bench
+.PHONY: bench-deps
+bench:
+	QUICK='$(QUICK)' MBEDTLS_PREFIX='$(MBEDTLS_PREFIX)' LUA='$(LUA)' CC='$(CC)' \
+	  MAKE='$(MAKE)' sh bench/run.sh
+
+bench-deps:
+	@$(LUA) -e 'require "ssl"; require "socket"' 2>/dev/null && command -v gnuplot >/dev/null || \
+	  { s=; [ "$$(id -u)" -eq 0 ] || s=sudo; \
+	    DEBIAN_FRONTEND=noninteractive $$s apt-get install -y -qq lua-sec lua-socket gnuplot-nox; }
