@@ -42,7 +42,7 @@ OBJS    = $(SRCS:src/%.c=$(BUILD)/%.o)
 TARGET  = $(BUILD)/tlspeer/core.so
 BUSTED  = $(LUA) /usr/bin/busted
 
-.PHONY: all deps test demo certs ca-bundle install uninstall clean FORCE
+.PHONY: all deps test demo certs dev-certs ca-bundle install uninstall clean FORCE
 
 all: $(TARGET)
 ifeq ($(BUILD),build)
@@ -65,14 +65,17 @@ $(TARGET): $(OBJS)
 deps:
 	@sh scripts/deps.sh
 
-test: deps all
+# The specs and the demo use the dev certificates: made when missing.
+dev-certs: all
+	@$(LUA) certs/generate.lua >/dev/null
+
+test: deps all dev-certs
 	$(BUSTED) --cpath='$(BUILD)/?.so' $(BUSTED_ARGS)
 
 certs: deps all
 	$(LUA) certs/generate.lua
 
-demo: deps all
-	@$(LUA) certs/generate.lua >/dev/null
+demo: deps all dev-certs
 	$(LUA) examples/demo.lua
 
 # The fallback CA bundle: Mozilla's roots as Debian's ca-certificates
@@ -146,7 +149,7 @@ $(FUZZ_BUILD)/key $(FUZZ_BUILD)/cert $(FUZZ_BUILD)/tls_server $(FUZZ_BUILD)/tls_
 # several minutes.  The figures go to stderr and SOAK_REPORT.
 SOAK_REPORT ?= /tmp/tlspeer-soak-report.txt
 .PHONY: soak
-soak: all
+soak: all dev-certs
 	@n=$$(ulimit -n); if [ "$$n" != unlimited ] && [ "$$n" -lt 4096 ]; then ulimit -Sn 4096 2>/dev/null || ulimit -Sn "$$(ulimit -Hn)"; fi; \
 	TLSPEER_LOAD=full TLSPEER_LOAD_REPORT='$(SOAK_REPORT)' \
 	  $(BUSTED) --cpath='$(BUILD)/?.so' spec/19-load_spec.lua
@@ -167,14 +170,14 @@ ASAN_SAN    ?= -fsanitize=address,undefined -fno-sanitize-recover=undefined \
 ASAN_LINK    = $(ASAN_SAN)$(if $(findstring clang,$(ASAN_CC)), -shared-libasan)
 
 .PHONY: asan asan-build valgrind
-asan: deps asan-build
+asan: deps asan-build dev-certs
 	CC='$(ASAN_CC)' scripts/asan.sh '$(ASAN_BUILD)' $(BUSTED_ARGS)
 
 asan-build:
 	$(MAKE) BUILD='$(ASAN_BUILD)' CC='$(ASAN_CC)' CFLAGS='-O1 -g $(ASAN_SAN)' \
 	  LDFLAGS='$(ASAN_LINK)' all
 
-valgrind: deps all
+valgrind: deps all dev-certs
 	@command -v valgrind >/dev/null || { s=; [ "$$(id -u)" -eq 0 ] || s=sudo; \
 	  DEBIAN_FRONTEND=noninteractive $$s apt-get install -y -qq valgrind >/dev/null; }
 	FULL='$(FULL)' BUSTED_ARGS='$(BUSTED_ARGS)' scripts/valgrind.sh '$(BUILD)'
