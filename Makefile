@@ -116,6 +116,9 @@ FUZZ_CFLAGS  ?= -g -O1 -fno-omit-frame-pointer
 FUZZ_SAN     ?= -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_ARGS    ?=
 FUZZ_BUILD    = fuzz/build
+# The harnesses are programs that embed a Lua state, so they (and only
+# they) link the Lua library; the module never does.
+FUZZ_LUALIB  ?= -l$(LUA)
 FUZZ_OBJS     = $(SRCS:src/%.c=$(FUZZ_BUILD)/obj/%.o)
 FUZZ_ALL_CFLAGS = $(FUZZ_CFLAGS) $(FUZZ_SAN) -std=c99 -D_POSIX_C_SOURCE=200809L \
               -I$(LUA_INCDIR) -DTLSPEER_SHAREDIR='"$(TLSPEER_SHAREDIR)"'
@@ -140,7 +143,7 @@ $(FUZZ_BUILD)/key $(FUZZ_BUILD)/cert $(FUZZ_BUILD)/tls_server $(FUZZ_BUILD)/tls_
   $(FUZZ_BUILD)/http $(FUZZ_BUILD)/streampeer: \
   $(FUZZ_BUILD)/%: fuzz/harness.c $(FUZZ_OBJS)
 	$(FUZZ_CC) $(FUZZ_ALL_CFLAGS) -DFUZZ_TARGET='"$*"' -DFUZZ_ROOT='"$(CURDIR)"' \
-	  -o $@ fuzz/harness.c $(FUZZ_OBJS) -lmbedtls -lmbedx509 -lmbedcrypto -llua$(LUA_VERSION) -lm
+	  -o $@ fuzz/harness.c $(FUZZ_OBJS) -lmbedtls -lmbedx509 -lmbedcrypto $(FUZZ_LUALIB) -lm
 
 # -------------------------------------------------------------------- soak
 # make soak [BUILD=build-3.6 MBEDTLS_PREFIX=...]: the load spec at its full

@@ -36,10 +36,10 @@ describe("the tlspeer module", function()
       local c = tls.Crypto.new()
       c:generate_random_bytes(16)
       for k in pairs(_G) do
-        if not before[k] then io.stderr:write("new global: ", tostring(k), "\n") os.exit(1) end
+        if not before[k] then error("new global: " .. tostring(k)) end
       end
       for k in pairs(before) do
-        if _G[k] == nil then io.stderr:write("lost global: ", k, "\n") os.exit(1) end
+        if _G[k] == nil then error("lost global: " .. k) end
       end
     ]]
     local path = H.write(os.tmpname(), script)
