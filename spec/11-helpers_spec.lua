@@ -265,6 +265,26 @@ describe("tls.listen and tls.connect", function()
     os.remove(path)
   end)
 
+  it("have tostring and close with <close>, as every tlspeer object", function()
+    local conn_seen
+    do
+      local srv <close> = new_server()
+      srv:on("connection_established", function(conn) conn_seen = conn end)
+      local c <close> = new_client(srv)
+      assert.is_true(pump(srv, { c }, function() return conn_seen ~= nil and c.established end))
+      assert.matches("^tlspeer server %(port %d+, 1 connections%)$", tostring(srv))
+      assert.matches("^tlspeer client %(StreamPeerTLS %(connected", tostring(c))
+      assert.matches("^tlspeer connection %(StreamPeerTLS %(connected from", tostring(conn_seen))
+      local a, b = tls.pipe()
+      do local _ <close> = a end
+      assert.same({ nil, "the other end of the pipe is closed", "ERR_FILE_EOF" },
+                  { b:get_partial_data(1) })
+    end
+    -- Leaving the block closed the client and stopped the server.
+    assert.is_true(conn_seen.closed)
+    assert.equal(tls.StreamPeerTLS.STATUS_DISCONNECTED, conn_seen:get_status())
+  end)
+
   it("check their arguments", function()
     assert.has_error(function() tls.listen() end)
     assert.has_error(function() tls.listen { port = -1, certificate = "x", key = "y" } end)

@@ -172,6 +172,7 @@ end
 -- The server's connection objects.
 local ServerConn = setmetatable({}, { __index = Conn })
 ServerConn.__index = ServerConn
+ServerConn.__tostring = Conn.__tostring    -- metamethods are not inherited
 
 function ServerConn:close()
   if self.closed then return end
@@ -568,5 +569,14 @@ function Client:close()
     if self.established then self:_emit("disconnected") end
   end
 end
+
+-- Every object closes with `local x <close> = ...`; the collector has
+-- nothing to do by hand (the sockets are freed with their own objects, and
+-- finalizers never do network I/O).
+local function nothing() end
+Server.__close = function(self) self:stop() end
+ServerConn.__close = function(self) self:close() end
+Client.__close = function(self) self:close() end
+Server.__gc, ServerConn.__gc, Client.__gc = nothing, nothing, nothing
 
 return M

@@ -51,6 +51,9 @@ function Pipe:disconnect_from_host()
   self.closed = true
 end
 
+Pipe.__close = Pipe.disconnect_from_host
+Pipe.__gc = function() end      -- plain Lua strings: nothing to free by hand
+
 return function()
   local a = setmetatable({ inbox = "", pos = 1 }, Pipe)
   local b = setmetatable({ inbox = "", pos = 1 }, Pipe)
