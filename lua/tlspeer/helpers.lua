@@ -83,6 +83,21 @@ local function load_object(value, class, what, password)
     :format(what, class == CryptoKey and "CryptoKey" or "X509Certificate", type(value)), 3)
 end
 
+-- opts[name] (or `default`): a port from `low` to 65535, or (low == nil)
+-- a positive number of seconds.  Raises at the caller's caller.
+local function option_number(opts, name, default, low)
+  local v = opts[name]
+  if v == nil then v = default end
+  if low then
+    if math.type(v) ~= "integer" or v < low or v > 65535 then
+      error(("bad option '%s' (integer %d..65535 expected)"):format(name, low), 3)
+    end
+  elseif type(v) ~= "number" or v <= 0 then
+    error(("bad option '%s' (positive number expected)"):format(name), 3)
+  end
+  return v
+end
+
 local function check_table(t, fname)
   if type(t) ~= "table" then
     error(("bad argument #1 to '%s' (table of options expected, got %s)")
@@ -193,14 +208,8 @@ end
 --             handshake_timeout = 10 }
 function M.listen(opts)
   check_table(opts, "listen")
-  local port = opts.port or 0
-  if math.type(port) ~= "integer" or port < 0 or port > 65535 then
-    error("bad option 'port' (integer 0..65535 expected)", 2)
-  end
-  local handshake_timeout = opts.handshake_timeout or 10
-  if type(handshake_timeout) ~= "number" or handshake_timeout <= 0 then
-    error("bad option 'handshake_timeout' (positive number expected)", 2)
-  end
+  local port = option_number(opts, "port", 0, 0)
+  local handshake_timeout = option_number(opts, "handshake_timeout", 10)
   if opts.certificate == nil or opts.key == nil then
     error("tls.listen needs 'certificate' and 'key' (paths or loaded objects)", 2)
   end
@@ -401,15 +410,10 @@ end
 -- or connection_failed(message, code) from poll() / wait().
 function M.connect(opts)
   check_table(opts, "connect")
-  local host, port = opts.host, opts.port
+  local host = opts.host
   if type(host) ~= "string" or host == "" then error("bad option 'host' (string expected)", 2) end
-  if math.type(port) ~= "integer" or port < 1 or port > 65535 then
-    error("bad option 'port' (integer 1..65535 expected)", 2)
-  end
-  local timeout = opts.timeout or 10
-  if type(timeout) ~= "number" or timeout <= 0 then
-    error("bad option 'timeout' (positive number expected)", 2)
-  end
+  local port = option_number(opts, "port", nil, 1)
+  local timeout = option_number(opts, "timeout", 10)
   local self = setmetatable({
     host = host, port = port, timeout = timeout, outbox = {}, closed = false,
     established = false, started = now(),
