@@ -209,25 +209,35 @@ int tp_rng_open(lua_State *L)
     return 0;
 }
 
-mbedtls_ctr_drbg_context *tp_rng(lua_State *L)
+void *tp_rng(lua_State *L)
 {
-    tp_rngbox *b;
+    void *b;
     lua_rawgetp(L, LUA_REGISTRYINDEX, &rng_key);
     b = lua_touserdata(L, -1);
     lua_pop(L, 1);                   /* the registry keeps it alive */
     if (b == NULL)
         luaL_error(L, "tlspeer: random generator not initialised");
-    if (b->pid != getpid()) {
-        /* A forked child must not replay its parent's random stream:
-         * fresh entropy, with the new pid as additional input. */
-        pid_t pid = getpid();
-        if (mbedtls_ctr_drbg_reseed(&b->drbg, (const unsigned char *)&pid,
-                                    sizeof pid) != 0)
-            luaL_error(L, "tlspeer: cannot reseed the random generator "
-                       "after fork");
+    return b;
+}
+
+/* Every draw checks the process id itself: mbedtls keeps this callback and
+ * its context (TLS configurations, ticket keys) across fork(), so a child
+ * of a pre-fork server must notice on its own.  It reseeds from the OS,
+ * with its pid as additional input, and never replays its parent's
+ * stream (ServerHello randoms, ECDHE keys, ticket IVs). */
+int tp_rng_random(void *ctx, unsigned char *out, size_t len)
+{
+    tp_rngbox *b = ctx;
+    pid_t pid = getpid();
+    if (b->pid != pid) {
+        int err = mbedtls_ctr_drbg_reseed(&b->drbg,
+                                          (const unsigned char *)&pid,
+                                          sizeof pid);
+        if (err != 0)
+            return err;
         b->pid = pid;
     }
-    return &b->drbg;
+    return mbedtls_ctr_drbg_random(&b->drbg, out, len);
 }
 
 /* ------------------------------------------------------------- memory */
@@ -248,6 +258,28 @@ void tp_pushhex(lua_State *L, const unsigned char *p, size_t len)
         out[2 * i + 1] = digits[p[i] & 15];
     }
     luaL_pushresultsize(&b, len * 2);
+}
+
+const char *tp_pushprintable(lua_State *L, const char *s, size_t len,
+                             size_t max)
+{
+    luaL_Buffer b;
+    size_t i;
+    luaL_buffinit(L, &b);
+    for (i = 0; i < len && i < max; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c < 0x7f && c != '\\')
+            luaL_addchar(&b, (char)c);
+        else {
+            char esc[5];
+            snprintf(esc, sizeof esc, "\\x%02x", c);
+            luaL_addstring(&b, esc);
+        }
+    }
+    if (len > max)
+        luaL_addstring(&b, "...");
+    luaL_pushresult(&b);
+    return lua_tostring(L, -1);
 }
 
 /* ------------------------------------------------------------ buffers */

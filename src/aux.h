@@ -7,6 +7,7 @@
 #define TLSPEER_AUX_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <lua.h>
 #include <lauxlib.h>
 
@@ -83,9 +84,10 @@ TP_HIDDEN lua_Integer tp_optrange(lua_State *L, int arg, lua_Integer def,
 /* Optional boolean: nil/none gives `def`, anything but a boolean raises. */
 TP_HIDDEN int tp_optboolean(lua_State *L, int arg, int def);
 
-/* The Lua state's random generator (seeded once from the OS, reseeded
- * after fork).  Use with mbedtls_ctr_drbg_random. */
-TP_HIDDEN mbedtls_ctr_drbg_context *tp_rng(lua_State *L);
+/* The Lua state's random generator (seeded once from the OS): the context
+ * to give mbedtls with tp_rng_random, which reseeds in a forked child. */
+TP_HIDDEN void *tp_rng(lua_State *L);
+TP_HIDDEN int tp_rng_random(void *rng, unsigned char *out, size_t len);
 TP_HIDDEN int tp_rng_open(lua_State *L); /* 0, or pushes a failure (3) */
 
 /* Hash type enum -> mbedtls type; raises on an unknown value. */
@@ -108,6 +110,11 @@ TP_HIDDEN int tp_readfile(lua_State *L, const char *path, size_t max,
 TP_HIDDEN int tp_writefile(lua_State *L, const char *path,
                            const void *data, size_t len, unsigned int mode);
 
+/* Pushes s (len bytes, maybe binary) as text fit for a message: control
+ * and non-ASCII bytes as \xNN, cut after `max` bytes with "...". */
+TP_HIDDEN const char *tp_pushprintable(lua_State *L, const char *s,
+                                       size_t len, size_t max);
+
 /* Lowercase hex of `len` bytes, pushed as a string. */
 TP_HIDDEN void tp_pushhex(lua_State *L, const unsigned char *p, size_t len);
 
@@ -128,6 +135,48 @@ TP_HIDDEN double tp_now(void);
  * a negative deadline waits forever).  Returns >0 ready, 0 timeout, -1
  * error (errno set). */
 TP_HIDDEN int tp_wait_fd(int fd, short events, double deadline);
+
+/* ------------------------------------------------------ verify.c */
+
+/* The longest DNS name (RFC 1035), without a trailing dot. */
+#define TP_HOSTNAME_MAX   253
+/* CAs with name constraints remembered per chain. */
+#define TP_VERIFY_MAX_NC  12
+
+/* 0 when s (len bytes) is a host name tlspeer accepts: an IPv4 or IPv6
+ * literal or a DNS name (letters, digits, '-', '_', labels of 1..63 bytes,
+ * at most 253 bytes).  Otherwise -1, and `why` says what is wrong. */
+TP_HIDDEN int tp_check_hostname(const char *s, size_t len, char *why,
+                                size_t whylen);
+
+/* What one peer's certificate verification needs and found. */
+typedef struct tp_verify {
+    char host[TP_HOSTNAME_MAX + 2];  /* the name the leaf must carry */
+    unsigned char ip[16];
+    size_t iplen;                    /* host is an IP literal this long */
+    unsigned char is_server;         /* we verify a client's certificate */
+    unsigned char check_name;        /* a name mismatch fails verification */
+    unsigned char saw_cert;          /* the chain was verified this time */
+    unsigned char name_ok;           /* the leaf carries host */
+    int last_depth, nconstraints;
+    struct { unsigned char *p; size_t len; } constraints[TP_VERIFY_MAX_NC];
+    char peer_names[200];            /* the leaf's names, for messages */
+    char peer_not_after[24];
+    char problem[300];               /* what a CA of the chain did wrong */
+} tp_verify;
+
+/* Resets v for a handshake with `host` (NULL for a server). */
+TP_HIDDEN void tp_verify_start(tp_verify *v, const char *host, int is_server,
+                               int check_name);
+/* The mbedtls verify callback (ctx: a tp_verify). */
+TP_HIDDEN int tp_verify_cb(void *ctx, mbedtls_x509_crt *crt, int depth,
+                           uint32_t *flags);
+/* After a resumed handshake: name_ok for the session's certificate. */
+TP_HIDDEN void tp_verify_resumed(tp_verify *v, const mbedtls_x509_crt *peer);
+/* Explains failed verification `flags` into buf; returns 1 when it is a
+ * name mismatch (Godot's STATUS_ERROR_HOSTNAME_MISMATCH), else 0. */
+TP_HIDDEN int tp_verify_explain(const tp_verify *v, uint32_t flags,
+                                char *buf, size_t len);
 
 /* Constructors other files need. */
 TP_HIDDEN mbedtls_pk_context *tp_newkey(lua_State *L); /* empty CryptoKey */
@@ -162,6 +211,9 @@ TP_HIDDEN struct tp_options *tp_checkoptions(lua_State *L, int idx);
 TP_HIDDEN mbedtls_ssl_config *tp_options_conf(struct tp_options *o);
 TP_HIDDEN int tp_options_is_server(struct tp_options *o);
 TP_HIDDEN int tp_options_is_unsafe(struct tp_options *o);
+/* A peer's mbedtls context uses the configuration from setup to free. */
+TP_HIDDEN void tp_options_retain(struct tp_options *o);
+TP_HIDDEN void tp_options_release(struct tp_options *o);
 TP_HIDDEN void tp_options_push_cn_override(lua_State *L, int idx);
 /* The client session cache of options at idx (a table), or nil. */
 TP_HIDDEN void tp_options_push_sessions(lua_State *L, int idx);

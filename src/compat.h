@@ -52,12 +52,12 @@
 
 #define tp_pk_parse_key(pk, key, len, pw, pwlen, rng) \
     mbedtls_pk_parse_key((pk), (key), (len), (pw), (pwlen), \
-                         mbedtls_ctr_drbg_random, (rng))
+                         tp_rng_random, (rng))
 #define tp_pk_check_pair(pub, prv, rng) \
-    mbedtls_pk_check_pair((pub), (prv), mbedtls_ctr_drbg_random, (rng))
+    mbedtls_pk_check_pair((pub), (prv), tp_rng_random, (rng))
 #define tp_pk_sign(pk, md, hash, hlen, sig, sigsize, siglen, rng) \
     mbedtls_pk_sign((pk), (md), (hash), (hlen), (sig), (sigsize), (siglen), \
-                    mbedtls_ctr_drbg_random, (rng))
+                    tp_rng_random, (rng))
 #define tp_x509write_crt_set_serial_raw(crt, buf, len) \
     mbedtls_x509write_crt_set_serial_raw((crt), (buf), (len))
 
@@ -69,7 +69,7 @@
     ((void)(rng), mbedtls_pk_check_pair((pub), (prv)))
 #define tp_pk_sign(pk, md, hash, hlen, sig, sigsize, siglen, rng) \
     ((void)(sigsize), mbedtls_pk_sign((pk), (md), (hash), (hlen), (sig), \
-                                      (siglen), mbedtls_ctr_drbg_random, (rng)))
+                                      (siglen), tp_rng_random, (rng)))
 int tp_x509write_crt_set_serial_raw(mbedtls_x509write_cert *crt,
                                     unsigned char *buf, size_t len);
 

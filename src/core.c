@@ -62,6 +62,23 @@ static int core_wait(lua_State *L)
     return 1;
 }
 
+/* core._check_host(name) -> true, or nil, message, "ERR_INVALID_PARAMETER":
+ * the host-name rules of tp_check_hostname, for the Lua layer (HTTPClient,
+ * tls.request, tls.connect) to apply where a host enters. */
+static int core_check_host(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    char why[120];
+    if (tp_check_hostname(s, len, why, sizeof why) != 0) {
+        tp_pushprintable(L, s, len, 80);
+        return tp_fail(L, "ERR_INVALID_PARAMETER", "invalid host name '%s': "
+                       "%s", lua_tostring(L, -1), why);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /* core._now(): a monotonic clock in seconds. */
 static int core_now(lua_State *L)
 {
@@ -133,6 +150,8 @@ int luaopen_tlspeer_core(lua_State *L)
 
     lua_pushcfunction(L, core_wait);
     lua_setfield(L, -2, "_wait");
+    lua_pushcfunction(L, core_check_host);
+    lua_setfield(L, -2, "_check_host");
     lua_pushcfunction(L, core_now);
     lua_setfield(L, -2, "_now");
     lua_pushcfunction(L, core_sleep);

@@ -51,7 +51,7 @@ static int crypto_tostring(lua_State *L)
 static int crypto_generate_random_bytes(lua_State *L)
 {
     lua_Integer size;
-    mbedtls_ctr_drbg_context *rng;
+    void *rng;
     luaL_Buffer b;
     size_t done = 0;
     CHECK_CRYPTO(L);
@@ -65,7 +65,7 @@ static int crypto_generate_random_bytes(lua_State *L)
         if (n > MBEDTLS_CTR_DRBG_MAX_REQUEST)
             n = MBEDTLS_CTR_DRBG_MAX_REQUEST;
         out = (unsigned char *)luaL_prepbuffsize(&b, n);
-        err = mbedtls_ctr_drbg_random(rng, out, n);
+        err = tp_rng_random(rng, out, n);
         if (err != 0)
             return tp_fail_mbedtls(L, err, "FAILED", "random generation "
                                    "failed");
@@ -90,7 +90,7 @@ static int crypto_generate_rsa(lua_State *L)
     pk = tp_newkey(L);
     err = mbedtls_pk_setup(pk, mbedtls_pk_info_from_type(MBEDTLS_PK_RSA));
     if (err == 0)
-        err = mbedtls_rsa_gen_key(mbedtls_pk_rsa(*pk), mbedtls_ctr_drbg_random,
+        err = mbedtls_rsa_gen_key(mbedtls_pk_rsa(*pk), tp_rng_random,
                                   tp_rng(L), (unsigned int)bits, 65537);
     if (err != 0)
         return tp_fail_mbedtls(L, err, "FAILED", "cannot generate a %d-bit "
@@ -115,7 +115,7 @@ static int crypto_generate_ec(lua_State *L)
     err = mbedtls_pk_setup(pk, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY));
     if (err == 0)
         err = mbedtls_ecp_gen_key(curve_ids[which], mbedtls_pk_ec(*pk),
-                                  mbedtls_ctr_drbg_random, tp_rng(L));
+                                  tp_rng_random, tp_rng(L));
     if (err != 0)
         return tp_fail_mbedtls(L, err, "FAILED", "cannot generate an EC key "
                                "on %s", curve_names[which]);
@@ -463,7 +463,7 @@ static int make_certificate(lua_State *L, int sk, int sn, int ik, int ic,
     const char *issuer_name;
     cert_opts o;
     mbedtls_x509write_cert *crt;
-    mbedtls_ctr_drbg_context *rng = tp_rng(L);
+    void *rng = tp_rng(L);
     unsigned char serial[16], *der = NULL;
     size_t cap;
     int err, san, len = 0, is_rsa, nret = 0;
@@ -526,7 +526,7 @@ static int make_certificate(lua_State *L, int sk, int sn, int ik, int ic,
     if ((err = mbedtls_x509write_crt_set_issuer_name(crt, issuer_name)) != 0)
         return tp_fail_mbedtls(L, err, "ERR_INVALID_PARAMETER", "invalid "
                                "issuer name '%s'", issuer_name);
-    if ((err = mbedtls_ctr_drbg_random(rng, serial, sizeof serial)) != 0)
+    if ((err = tp_rng_random(rng, serial, sizeof serial)) != 0)
         return tp_fail_mbedtls(L, err, "FAILED", "random generation failed");
     serial[0] = (unsigned char)((serial[0] & 0x3f) | 0x40);  /* positive */
     err = tp_x509write_crt_set_serial_raw(crt, serial, sizeof serial);
@@ -566,7 +566,7 @@ static int make_certificate(lua_State *L, int sk, int sn, int ik, int ic,
     for (cap = 8192 + 2 * lua_rawlen(L, san) * 64; cap <= CERT_DER_MAX;
          cap *= 2) {
         der = tp_scratch(L, cap);
-        len = mbedtls_x509write_crt_der(crt, der, cap, mbedtls_ctr_drbg_random,
+        len = mbedtls_x509write_crt_der(crt, der, cap, tp_rng_random,
                                         rng);
         if (len != MBEDTLS_ERR_ASN1_BUF_TOO_SMALL &&
             len != MBEDTLS_ERR_X509_BUFFER_TOO_SMALL)
@@ -699,9 +699,9 @@ static int rsa_crypt(lua_State *L, int encrypt)
     out = tp_scratch(L, cap);
     err = encrypt
         ? mbedtls_pk_encrypt(pk, (const unsigned char *)in, ilen, out, &olen,
-                             cap, mbedtls_ctr_drbg_random, tp_rng(L))
+                             cap, tp_rng_random, tp_rng(L))
         : mbedtls_pk_decrypt(pk, (const unsigned char *)in, ilen, out, &olen,
-                             cap, mbedtls_ctr_drbg_random, tp_rng(L));
+                             cap, tp_rng_random, tp_rng(L));
     if (err != 0) {
         mbedtls_platform_zeroize(out, cap);
         if (encrypt && ilen + 11 > cap)

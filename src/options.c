@@ -19,7 +19,9 @@ enum { VERIFY_NONE = 0, VERIFY_OPTIONAL = 1, VERIFY_REQUIRED = 2 };
 struct tp_options {
     tp_obj hdr;
     unsigned char server, unsafe, ready, has_trust, ticket_ready;
+    unsigned char free_pending;          /* collected while still in use */
     int verify;
+    int users;                           /* mbedtls contexts set up on conf */
     mbedtls_ssl_config conf;
     mbedtls_ssl_ticket_context ticket;   /* a server's session tickets */
     const char *alpn[ALPN_MAX + 1];
@@ -52,16 +54,38 @@ static const int default_suites[] = {
  * options closed: every StreamPeerTLS that uses them anchors them and its
  * mbedtls context points into `conf`, so freeing it on close crashed the
  * peer's next poll; it goes when the last user lets go, in __gc. */
-static int options_gc(lua_State *L)
+static void free_config(struct tp_options *o)
 {
-    struct tp_options *o = tp_toobj(L, 1, TP_OPTIONS);
     if (o->ready)
         mbedtls_ssl_config_free(&o->conf);
     if (o->ticket_ready)
         mbedtls_ssl_ticket_free(&o->ticket);    /* wipes the keys */
     o->ready = o->ticket_ready = 0;
+}
+
+/* A peer anchors its options, so the collector frees them after it; but
+ * when both go in the same cycle (or __gc is called by hand) the options
+ * may come first: the configuration then waits for its last user. */
+static int options_gc(lua_State *L)
+{
+    struct tp_options *o = tp_toobj(L, 1, TP_OPTIONS);
     o->hdr.closed = 1;
+    if (o->users > 0)
+        o->free_pending = 1;
+    else
+        free_config(o);
     return 0;
+}
+
+void tp_options_retain(struct tp_options *o)
+{
+    o->users++;
+}
+
+void tp_options_release(struct tp_options *o)
+{
+    if (o != NULL && --o->users == 0 && o->free_pending)
+        free_config(o);
 }
 
 static int options_close(lua_State *L)
@@ -307,7 +331,7 @@ static int server_tickets(lua_State *L, int optidx, struct tp_options *o)
         return 0;
     mbedtls_ssl_ticket_init(&o->ticket);
     o->ticket_ready = 1;
-    err = mbedtls_ssl_ticket_setup(&o->ticket, mbedtls_ctr_drbg_random,
+    err = mbedtls_ssl_ticket_setup(&o->ticket, tp_rng_random,
                                    tp_rng(L), MBEDTLS_CIPHER_AES_256_GCM,
                                    86400);
     if (err != 0)
@@ -342,7 +366,7 @@ static int base_config(lua_State *L, struct tp_options *o)
     if (err != 0)
         return tp_fail_mbedtls(L, err, "FAILED", "cannot set up a TLS "
                                "configuration");
-    mbedtls_ssl_conf_rng(&o->conf, mbedtls_ctr_drbg_random, tp_rng(L));
+    mbedtls_ssl_conf_rng(&o->conf, tp_rng_random, tp_rng(L));
     tp_ssl_conf_min_tls12(&o->conf);
     mbedtls_ssl_conf_ciphersuites(&o->conf, default_suites);
     tp_ssl_conf_default_groups(&o->conf);

@@ -455,15 +455,23 @@ static int tcp_bind(lua_State *L)
 static int tcp_connect_to_host(lua_State *L)
 {
     struct tp_tcp *t = checktcp(L);
-    const char *host = luaL_checkstring(L, 2);
+    size_t hostlen;
+    const char *host = luaL_checklstring(L, 2, &hostlen);
     int port = (int)tp_checkrange(L, 3, 1, 65535);
     struct addrinfo hints, *res = NULL, *ai;
-    char service[16];
+    char service[16], why[120];
     int err;
 
     if (t->status == TCP_CONNECTING || t->status == TCP_CONNECTED)
         return tp_fail(L, "ERR_ALREADY_IN_USE", "already connected or "
                        "connecting: call disconnect_from_host() first");
+    /* The resolver would stop at a NUL; the name may end up in a Host
+     * header or SNI: only a whole, valid host name goes on. */
+    if (tp_check_hostname(host, hostlen, why, sizeof why) != 0) {
+        tp_pushprintable(L, host, hostlen, 80);
+        return tp_fail(L, "ERR_INVALID_PARAMETER", "invalid host name '%s': "
+                       "%s", lua_tostring(L, -1), why);
+    }
     tcp_close_fd(t);
     tp_buf_free(&t->in);
     t->peer_closed = 0;

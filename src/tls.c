@@ -32,35 +32,51 @@ enum { TLS_DISCONNECTED = 0, TLS_HANDSHAKING = 1, TLS_CONNECTED = 2,
 struct tp_tls {
     tp_obj hdr;
     int status;
-    unsigned char ssl_ready, is_server, unsafe, big_endian, eof, check_name;
+    unsigned char ssl_ready, is_server, unsafe, big_endian, eof;
     unsigned char offered;       /* a cached session was offered */
-    unsigned char saw_cert;      /* the verifier ran: a full handshake */
     unsigned char save_session;  /* a session to keep for next time */
     unsigned char resumed;       /* the handshake resumed a session */
     unsigned char bio_eof;       /* the transport reported its end */
+    unsigned char in_bio;        /* inside a Lua transport's method */
+    unsigned char close_deferred;/* disconnect_from_stream() from there */
+    unsigned char free_deferred; /* __gc/__close from there */
     mbedtls_ssl_context ssl;
     struct tp_tcp *tcp;          /* the fast path; NULL for a Lua stream */
+    struct tp_options *opts;     /* whose configuration ssl uses */
     lua_State *L;                /* during calls into mbedtls */
     int stream_idx;              /* the Lua stream's stack slot, then */
     int last_want;               /* WANT_READ or WANT_WRITE */
     size_t pending;              /* bytes committed to a record not flushed */
     double timeout;
-    char host[256];              /* the name the certificate must carry */
-    unsigned char ip[16];
-    size_t iplen;                /* host is an IP literal of this length */
     char error[400];
     const char *error_code;
     char io_error[240];          /* what the transport said */
-    char peer_names[200];        /* the leaf as the verifier saw it */
-    char peer_not_after[24];
+    tp_verify v;                 /* the peer's certificate: host, checks */
     tp_buf in;                   /* plaintext read but not handed out */
+    tp_buf out;                  /* the bytes of the pending record */
 };
 
 /* ------------------------------------------------------------- helpers */
 
-static struct tp_tls *checktls(lua_State *L)
+static void free_ssl(struct tp_tls *t);
+
+/* Methods that do not enter mbedtls: usable everywhere. */
+static struct tp_tls *checktls_any(lua_State *L)
 {
     return tp_checkobj(L, 1, TP_TLS);
+}
+
+/* Methods that enter mbedtls (or change what it works on): not from
+ * inside the peer's own transport, where mbedtls is running on it. */
+static struct tp_tls *checktls(lua_State *L)
+{
+    struct tp_tls *t = tp_checkobj(L, 1, TP_TLS);
+    if (t->in_bio)
+        luaL_error(L, "StreamPeerTLS called from inside its own transport's "
+                   "get_partial_data/put_partial_data, while it is working "
+                   "on that call (only disconnect_from_stream() may be "
+                   "called there; it takes effect when the call returns)");
+    return t;
 }
 
 static void set_error(struct tp_tls *t, const char *code, const char *fmt,
@@ -188,7 +204,9 @@ static int lua_io_send(lua_State *L)
 static int lua_bio(struct tp_tls *t, lua_CFunction fn, lua_io *io, int fail)
 {
     lua_State *L = t->L;
-    int top;
+    int top, r;
+    if (t->close_deferred || t->free_deferred)
+        return fail;                  /* closed: the stream is not called */
     if (L == NULL || !lua_checkstack(L, 8)) {
         snprintf(t->io_error, sizeof t->io_error, "no Lua stack for the "
                  "stream");
@@ -198,7 +216,10 @@ static int lua_bio(struct tp_tls *t, lua_CFunction fn, lua_io *io, int fail)
     lua_pushcfunction(L, fn);
     lua_pushlightuserdata(L, io);
     lua_pushvalue(L, t->stream_idx);
-    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+    t->in_bio = 1;
+    r = lua_pcall(L, 2, 0, 0);
+    t->in_bio = 0;
+    if (r != LUA_OK) {
         const char *msg = lua_tostring(L, -1);
         snprintf(t->io_error, sizeof t->io_error, "%s",
                  msg ? msg : "the stream raised an error");
@@ -206,6 +227,13 @@ static int lua_bio(struct tp_tls *t, lua_CFunction fn, lua_io *io, int fail)
         return fail;
     }
     lua_settop(L, top);
+    if (t->close_deferred || t->free_deferred) {
+        /* Closed from the transport: mbedtls stops here; the close
+         * itself happens once mbedtls has returned (finish_call). */
+        snprintf(t->io_error, sizeof t->io_error, "the StreamPeerTLS was "
+                 "closed from inside its transport");
+        return fail;
+    }
     return io->result;
 }
 
@@ -227,110 +255,6 @@ static int bio_recv_lua(void *ctx, unsigned char *buf, size_t len)
     io.rbuf = buf;
     io.len = len;
     return lua_bio(ctx, lua_io_recv, &io, MBEDTLS_ERR_NET_RECV_FAILED);
-}
-
-/* ------------------------------------------------- certificate checks */
-
-static int dns_match(const char *pattern, size_t plen, const char *host)
-{
-    size_t hlen = strlen(host);
-    if (plen > 2 && pattern[0] == '*' && pattern[1] == '.') {
-        /* A wildcard stands for exactly one whole leftmost label. */
-        const char *dot = strchr(host, '.');
-        if (dot == NULL || dot == host)
-            return 0;
-        return (size_t)(hlen - (size_t)(dot - host)) == plen - 1 &&
-               strncasecmp(dot, pattern + 1, plen - 1) == 0;
-    }
-    return plen == hlen && strncasecmp(pattern, host, plen) == 0;
-}
-
-/* Does the leaf carry the name (or IP address) we connected to?  The
- * subjectAltName decides; the CN only counts when there are no DNS names. */
-static int name_matches(struct tp_tls *t, const mbedtls_x509_crt *crt)
-{
-    const mbedtls_x509_sequence *s;
-    int has_dns = 0;
-    for (s = &crt->subject_alt_names; s != NULL; s = s->next) {
-        int tag = s->buf.tag & MBEDTLS_ASN1_TAG_VALUE_MASK;
-        if (s->buf.p == NULL)
-            continue;
-        if (t->iplen > 0) {
-            if (tag == 7 && s->buf.len == t->iplen &&
-                memcmp(s->buf.p, t->ip, t->iplen) == 0)
-                return 1;
-        } else if (tag == 2) {
-            has_dns = 1;
-            if (dns_match((const char *)s->buf.p, s->buf.len, t->host))
-                return 1;
-        }
-    }
-    if (t->iplen == 0 && !has_dns) {
-        const mbedtls_x509_name *n;
-        for (n = &crt->subject; n != NULL; n = n->next)
-            if (n->oid.p != NULL &&
-                MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &n->oid) == 0 &&
-                dns_match((const char *)n->val.p, n->val.len, t->host))
-                return 1;
-    }
-    return 0;
-}
-
-/* Remembers what the leaf says, for error messages. */
-static void note_leaf(struct tp_tls *t, const mbedtls_x509_crt *crt)
-{
-    const mbedtls_x509_sequence *s;
-    size_t used = 0;
-    t->peer_names[0] = '\0';
-    for (s = &crt->subject_alt_names; s != NULL; s = s->next) {
-        int tag = s->buf.tag & MBEDTLS_ASN1_TAG_VALUE_MASK;
-        char item[INET6_ADDRSTRLEN + 4];
-        if (s->buf.p == NULL)
-            continue;
-        if (tag == 2)
-            snprintf(item, sizeof item, "%.*s", (int)(s->buf.len < 40 ? s->buf.len : 40),
-                     (const char *)s->buf.p);
-        else if (tag == 7 && (s->buf.len == 4 || s->buf.len == 16))
-            inet_ntop(s->buf.len == 4 ? AF_INET : AF_INET6, s->buf.p, item,
-                      sizeof item);
-        else
-            continue;
-        used += (size_t)snprintf(t->peer_names + used,
-                                 sizeof t->peer_names - used, "%s%s",
-                                 used ? ", " : "", item);
-        if (used >= sizeof t->peer_names - 1)
-            break;
-    }
-    if (t->peer_names[0] == '\0') {
-        const mbedtls_x509_name *n;
-        for (n = &crt->subject; n != NULL; n = n->next)
-            if (n->oid.p != NULL &&
-                MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &n->oid) == 0)
-                snprintf(t->peer_names, sizeof t->peer_names, "CN=%.*s",
-                         (int)(n->val.len < 80 ? n->val.len : 80),
-                         (const char *)n->val.p);
-    }
-    snprintf(t->peer_not_after, sizeof t->peer_not_after,
-             "%04d-%02d-%02d %02d:%02d UTC", crt->valid_to.year,
-             crt->valid_to.mon, crt->valid_to.day, crt->valid_to.hour,
-             crt->valid_to.min);
-}
-
-static int verify_cb(void *ctx, mbedtls_x509_crt *crt, int depth,
-                     uint32_t *flags)
-{
-    struct tp_tls *t = ctx;
-    if (depth != 0)
-        return 0;
-    t->saw_cert = 1;
-    note_leaf(t, crt);
-    if (!t->check_name)
-        return 0;
-    if (name_matches(t, crt))
-        *flags &= ~(uint32_t)MBEDTLS_X509_BADCERT_CN_MISMATCH;
-    else
-        *flags |= MBEDTLS_X509_BADCERT_CN_MISMATCH;
-    return 0;
 }
 
 /* ---------------------------------------------------------- handshake */
@@ -372,44 +296,10 @@ static const char *alert_text(int alert)
 static void verify_failed(struct tp_tls *t)
 {
     uint32_t flags = mbedtls_ssl_get_verify_result(&t->ssl);
-    const char *who = t->is_server ? "the client's certificate"
-                                   : "the server's certificate";
-    if (flags & MBEDTLS_X509_BADCERT_CN_MISMATCH) {
-        t->status = TLS_ERROR_HOSTNAME_MISMATCH;
-        set_error(t, "ERR_UNAUTHORIZED", "%s is not valid for '%s': it is "
-                  "for %s", who, t->host,
-                  t->peer_names[0] ? t->peer_names : "no name at all");
-        return;
-    }
-    t->status = TLS_ERROR;
-    if (flags & MBEDTLS_X509_BADCERT_EXPIRED)
-        set_error(t, "ERR_UNAUTHORIZED", "%s has expired (it was valid until "
-                  "%s)", who, t->peer_not_after);
-    else if (flags & MBEDTLS_X509_BADCERT_FUTURE)
-        set_error(t, "ERR_UNAUTHORIZED", "%s is not valid yet (check the "
-                  "clock)", who);
-    else if (flags & MBEDTLS_X509_BADCERT_NOT_TRUSTED)
-        set_error(t, "ERR_UNAUTHORIZED", "%s is not trusted: no CA in the "
-                  "trusted chain signed it (a self-signed or private-CA "
-                  "certificate must be passed as the trusted chain)", who);
-    else if (flags & MBEDTLS_X509_BADCERT_MISSING)
-        set_error(t, "ERR_UNAUTHORIZED", "%s is missing: the peer sent none",
-                  who);
-    else if (flags & (MBEDTLS_X509_BADCERT_KEY_USAGE |
-                      MBEDTLS_X509_BADCERT_EXT_KEY_USAGE |
-                      MBEDTLS_X509_BADCERT_NS_CERT_TYPE))
-        set_error(t, "ERR_UNAUTHORIZED", "%s is not meant for TLS %s "
-                  "authentication (key usage)", who,
-                  t->is_server ? "client" : "server");
-    else if (flags & MBEDTLS_X509_BADCERT_REVOKED)
-        set_error(t, "ERR_UNAUTHORIZED", "%s has been revoked", who);
-    else {
-        char info[256];
-        mbedtls_x509_crt_verify_info(info, sizeof info, "", flags);
-        info[strcspn(info, "\n")] = '\0';
-        set_error(t, "ERR_UNAUTHORIZED", "%s failed verification: %s", who,
-                  info);
-    }
+    char text[sizeof t->error];
+    t->status = tp_verify_explain(&t->v, flags, text, sizeof text)
+                    ? TLS_ERROR_HOSTNAME_MISMATCH : TLS_ERROR;
+    set_error(t, "ERR_UNAUTHORIZED", "%s", text);
 }
 
 static void handshake_failed(struct tp_tls *t, int ret)
@@ -506,7 +396,9 @@ static void handshake_step(struct tp_tls *t)
         t->error[0] = '\0';
         t->save_session = !t->is_server;
         /* No certificate was verified: the offered session was resumed. */
-        t->resumed = !t->is_server && t->offered && !t->saw_cert;
+        t->resumed = !t->is_server && t->offered && !t->v.saw_cert;
+        if (!t->v.saw_cert)
+            tp_verify_resumed(&t->v, mbedtls_ssl_get_peer_cert(&t->ssl));
         return;
     }
     if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE) {
@@ -584,7 +476,7 @@ static void settle(lua_State *L, struct tp_tls *t)
     mbedtls_ssl_session_init(&b->s);
     b->ready = 1;
     if (mbedtls_ssl_get_session(&t->ssl, &b->s) == 0)
-        lua_setfield(L, -2, t->host);   /* sessions[host] = b */
+        lua_setfield(L, -2, t->v.host);   /* sessions[host] = b */
     else
         lua_pop(L, 1);
     lua_pop(L, 2);
@@ -597,7 +489,7 @@ static void offer_session(lua_State *L, struct tp_tls *t, int opt)
     t->offered = 0;
     tp_options_push_sessions(L, opt);
     if (lua_istable(L, -1)) {
-        lua_getfield(L, -1, t->host);
+        lua_getfield(L, -1, t->v.host);
         b = luaL_testudata(L, -1, TP_SESSION);
         if (b != NULL && b->ready && mbedtls_ssl_set_session(&t->ssl, &b->s) == 0)
             t->offered = 1;
@@ -644,21 +536,18 @@ static int setup(lua_State *L, struct tp_tls *t, int opt, int server,
     }
 
     /* A fresh context each time: the old one (if any) is freed. */
-    if (t->ssl_ready)
-        mbedtls_ssl_free(&t->ssl);
+    free_ssl(t);
     mbedtls_ssl_init(&t->ssl);
     t->ssl_ready = 1;
-    tp_buf_free(&t->in);
-    t->pending = 0;
+    t->opts = o;
+    tp_options_retain(o);
     t->eof = 0;
     t->bio_eof = 0;
-    t->error[0] = t->io_error[0] = t->peer_names[0] = '\0';
+    t->error[0] = t->io_error[0] = '\0';
     t->error_code = NULL;
     t->is_server = (unsigned char)server;
     t->unsafe = (unsigned char)tp_options_is_unsafe(o);
-    t->check_name = 0;
-    t->iplen = 0;
-    snprintf(t->host, sizeof t->host, "%s", host ? host : "");
+    tp_verify_start(&t->v, host, server, !server && !t->unsafe);
 
     err = mbedtls_ssl_setup(&t->ssl, tp_options_conf(o));
     if (err != 0) {
@@ -666,22 +555,16 @@ static int setup(lua_State *L, struct tp_tls *t, int opt, int server,
         set_error(t, "FAILED", "cannot set up TLS");
         return tp_fail_mbedtls(L, err, "FAILED", "cannot set up TLS");
     }
+    mbedtls_ssl_set_verify(&t->ssl, tp_verify_cb, &t->v);
     if (!server) {
-        const char *name = t->host;
-        if (inet_pton(AF_INET, name, t->ip) == 1)
-            t->iplen = 4;
-        else if (inet_pton(AF_INET6, name, t->ip) == 1)
-            t->iplen = 16;
         /* SNI carries host names only; IP addresses are checked by us. */
-        err = mbedtls_ssl_set_hostname(&t->ssl, t->iplen ? NULL : name);
+        err = mbedtls_ssl_set_hostname(&t->ssl, t->v.iplen || !*host ? NULL
+                                                                    : host);
         if (err != 0)
             return tp_fail_mbedtls(L, err, "ERR_INVALID_PARAMETER", "invalid "
-                                   "host name '%s'", name);
-        t->check_name = !t->unsafe;
-        mbedtls_ssl_set_verify(&t->ssl, verify_cb, t);
+                                   "host name '%s'", host);
         offer_session(L, t, opt);
-    } else
-        mbedtls_ssl_set_verify(&t->ssl, verify_cb, t);
+    }
 
     if (t->tcp != NULL) {
         tp_tcp_set_no_delay(t->tcp);
@@ -697,7 +580,6 @@ static int setup(lua_State *L, struct tp_tls *t, int opt, int server,
     lua_setiuservalue(L, 1, 2);
 
     t->status = TLS_HANDSHAKING;
-    t->saw_cert = 0;
     t->save_session = 0;
     t->resumed = 0;
     begin_io(L, t);
@@ -708,10 +590,12 @@ static int setup(lua_State *L, struct tp_tls *t, int opt, int server,
 }
 
 /* tls:connect_to_stream(stream, common_name, client_options) */
-static int tls_connect_to_stream(lua_State *L)
+static int tls_connect_to_stream_io(lua_State *L)
 {
     struct tp_tls *t = checktls(L);
     const char *name;
+    char why[120];
+    size_t len;
     lua_settop(L, 4);
     luaL_checkany(L, 2);
     name = luaL_checkstring(L, 3);
@@ -732,15 +616,20 @@ static int tls_connect_to_stream(lua_State *L)
         lua_replace(L, 3);
     else
         lua_pop(L, 1);
-    name = lua_tostring(L, 3);
-    if (*name == '\0' && !tp_options_is_unsafe(tp_checkoptions(L, 4)))
+    name = lua_tolstring(L, 3, &len);
+    if (len == 0 && !tp_options_is_unsafe(tp_checkoptions(L, 4)))
         return luaL_argerror(L, 3, "the common name to verify is empty (use "
                              "TLSOptions.client_unsafe() to skip the check)");
+    /* The name is verified, sent as SNI and keys the session cache: it
+     * must be a whole, valid host name, never one cut short. */
+    if (len > 0 && tp_check_hostname(name, len, why, sizeof why) != 0)
+        return tp_fail(L, "ERR_INVALID_PARAMETER", "invalid host name to "
+                       "verify '%s': %s", tp_pushprintable(L, name, len, 80), why);
     return setup(L, t, 4, 0, name);
 }
 
 /* tls:accept_stream(stream, server_options) */
-static int tls_accept_stream(lua_State *L)
+static int tls_accept_stream_io(lua_State *L)
 {
     struct tp_tls *t = checktls(L);
     lua_settop(L, 3);
@@ -751,28 +640,54 @@ static int tls_accept_stream(lua_State *L)
 
 /* ------------------------------------------------------------ reading */
 
-/* Flushes a record committed by an earlier put.  0 done (or nothing), 1
- * still pending, <0 an mbedtls error. */
+/* The record of an earlier put has left: forget its bytes. */
+static void pending_done(struct tp_tls *t)
+{
+    t->pending = 0;
+    tp_buf_free(&t->out);
+}
+
+/*
+ * Sends what waits in mbedtls' output buffer: the record of an earlier put
+ * (whose bytes t->out keeps: mbedtls wants the same arguments again until
+ * the record has left) or one of mbedtls' own (an alert).  Returns 0 when
+ * nothing waits any more, 1 when the transport is still full, or an mbedtls
+ * error.
+ *
+ * mbedtls may flush that record itself in between, while it reads (a TLS
+ * 1.3 ticket on 3.6, refusing a HelloRequest on 2.28): then it has left
+ * and must not be written again (mbedtls would encrypt the bytes anew and
+ * the peer would get them twice), so the buffer is checked before every
+ * call.
+ */
 static int flush_pending(struct tp_tls *t)
 {
-    static const unsigned char dummy[1] = {0};
     int r;
-    if (t->pending == 0)
-        return 0;
-    /* mbedtls 3.6 finishes reading a TLS 1.3 ticket that an earlier read
-     * began, and says so, before it writes: call it again. */
-    while ((r = mbedtls_ssl_write(&t->ssl, dummy, t->pending)) ==
-           TP_ERR_NEW_SESSION_TICKET)
-        t->save_session = 1;
-    if (r > 0) {
-        t->pending = 0;
-        return 0;
+    for (;;) {
+        if (tp_ssl_out_left(&t->ssl) == 0) {
+            pending_done(t);
+            return 0;
+        }
+        /* With bytes in the buffer, mbedtls_ssl_write only flushes it (it
+         * finishes a TLS 1.3 ticket that an earlier read began first, and
+         * says so: then the buffer is looked at again). */
+        r = mbedtls_ssl_write(&t->ssl, t->pending ? t->out.p + t->out.off
+                                                  : (const unsigned char *)"",
+                              t->pending);
+        if (r == TP_ERR_NEW_SESSION_TICKET) {
+            t->save_session = 1;
+            continue;
+        }
+        if (r >= 0) {
+            pending_done(t);
+            return 0;
+        }
+        if (r == MBEDTLS_ERR_SSL_WANT_WRITE || r == MBEDTLS_ERR_SSL_WANT_READ) {
+            t->last_want = r;
+            return 1;
+        }
+        return r;
     }
-    if (r == MBEDTLS_ERR_SSL_WANT_WRITE || r == MBEDTLS_ERR_SSL_WANT_READ) {
-        t->last_want = r;
-        return 1;
-    }
-    return r;
 }
 
 /* After a read or write error while connected. */
@@ -873,7 +788,7 @@ static int not_ready(lua_State *L, struct tp_tls *t)
 {
     if (t->eof || (t->status == TLS_DISCONNECTED && t->ssl_ready))
         return tp_fail(L, "ERR_FILE_EOF", "the TLS connection%s%s was closed "
-                       "by the peer", t->host[0] ? " to " : "", t->host);
+                       "by the peer", t->v.host[0] ? " to " : "", t->v.host);
     if (t->status == TLS_ERROR || t->status == TLS_ERROR_HOSTNAME_MISMATCH)
         return tp_fail(L, t->error_code ? t->error_code : "FAILED", "%s",
                        t->error);
@@ -961,14 +876,14 @@ static int tls_poll_io(lua_State *L)
 
 static int tls_get_status(lua_State *L)
 {
-    struct tp_tls *t = checktls(L);
+    struct tp_tls *t = checktls_any(L);
     lua_pushinteger(L, t->status);
     return 1;
 }
 
 static int tls_get_available_bytes(lua_State *L)
 {
-    struct tp_tls *t = checktls(L);
+    struct tp_tls *t = checktls_any(L);
     size_t n = t->in.len;
     if (t->ssl_ready && t->status == TLS_CONNECTED)
         n += mbedtls_ssl_get_bytes_avail(&t->ssl);
@@ -1021,7 +936,7 @@ static int tls_get_data_io(lua_State *L)
         int r = finish_handshake(t, deadline);
         if (r == 0)
             return tp_fail(L, "ERR_TIMEOUT", "timed out waiting for the TLS "
-                           "handshake with %s", t->host[0] ? t->host
+                           "handshake with %s", t->v.host[0] ? t->v.host
                                                            : "the client");
     }
     while (t->in.len < want) {
@@ -1072,10 +987,19 @@ static long write_some(struct tp_tls *t, const unsigned char *s, size_t len)
         t->last_want = r;
         if (tp_ssl_out_left(&t->ssl) > 0) {
             /* The record is sealed and owned by mbedtls: it counts as
-             * sent, and goes out with the next flush. */
+             * sent, and goes out with the next flush, which passes the
+             * same bytes again (kept here). */
             size_t max = (size_t)mbedtls_ssl_get_max_out_record_payload(&t->ssl);
-            t->pending = len < max ? len : max;
-            return (long)t->pending;
+            size_t n = len < max ? len : max;
+            if (tp_buf_reserve(&t->out, n) != 0) {
+                t->status = TLS_ERROR;
+                set_error(t, "FAILED", "out of memory for the send buffer");
+                return -1;
+            }
+            memcpy(t->out.p + t->out.off, s, n);
+            t->out.len = n;
+            t->pending = n;
+            return (long)n;
         }
         return 0;
     }
@@ -1131,7 +1055,7 @@ static int tls_put_data_io(lua_State *L)
     if (t->status == TLS_HANDSHAKING &&
         finish_handshake(t, deadline) == 0)
         return tp_fail(L, "ERR_TIMEOUT", "timed out waiting for the TLS "
-                       "handshake with %s", t->host[0] ? t->host
+                       "handshake with %s", t->v.host[0] ? t->v.host
                                                        : "the client");
     while (done < len) {
         long n;
@@ -1158,9 +1082,23 @@ static int tls_put_data_io(lua_State *L)
 
 /* --------------------------------------------------------- disconnect */
 
-static int tls_disconnect_from_stream(lua_State *L)
+/* Frees the mbedtls context and the buffers: no I/O. */
+static void free_ssl(struct tp_tls *t)
 {
-    struct tp_tls *t = checktls(L);
+    if (t->ssl_ready) {
+        mbedtls_ssl_free(&t->ssl);
+        tp_options_release(t->opts);
+    }
+    t->ssl_ready = 0;
+    t->opts = NULL;
+    tp_buf_free(&t->in);
+    pending_done(t);
+}
+
+/* Sends close_notify (briefly), closes the stream and forgets it.  The
+ * peer is at index 1. */
+static void disconnect(lua_State *L, struct tp_tls *t)
+{
     begin_io(L, t);
     if (t->ssl_ready && t->status == TLS_CONNECTED) {
         double deadline = tp_now() + (t->timeout < 1.0 ? t->timeout : 1.0);
@@ -1186,49 +1124,81 @@ static int tls_disconnect_from_stream(lua_State *L)
             lua_pcall(L, 1, 0, 0);
         }
     }
-    if (t->ssl_ready)
-        mbedtls_ssl_free(&t->ssl);
-    t->ssl_ready = 0;
+    free_ssl(t);
     t->tcp = NULL;
-    tp_buf_free(&t->in);
-    t->pending = 0;
     t->status = TLS_DISCONNECTED;
     t->eof = 0;
     t->bio_eof = 0;
+    t->close_deferred = 0;
     lua_pushnil(L);
     lua_setiuservalue(L, 1, 1);
     lua_pushnil(L);
     lua_setiuservalue(L, 1, 2);
+}
+
+/* From inside the peer's own transport (mbedtls running on it) the close
+ * waits until mbedtls has returned: see finish_call. */
+static int tls_disconnect_from_stream(lua_State *L)
+{
+    struct tp_tls *t = checktls_any(L);
+    int top = lua_gettop(L);
+    if (t->in_bio) {
+        t->close_deferred = 1;
+        return 0;
+    }
+    disconnect(L, t);
+    lua_settop(L, top);
     return 0;
 }
 
-/* The I/O methods, each followed by settle(): a handshake that finished or
- * a ticket that arrived leaves a session to keep. */
-#define WITH_SETTLE(name)                                   \
+/* After a method that entered mbedtls: a close or a collection asked for
+ * by the transport in the meantime happens now.  Leaves the stack as it
+ * found it. */
+static void finish_call(lua_State *L, struct tp_tls *t)
+{
+    int top = lua_gettop(L);
+    if (t->free_deferred) {
+        t->free_deferred = t->close_deferred = 0;
+        free_ssl(t);
+        t->tcp = NULL;
+        t->status = TLS_DISCONNECTED;
+    } else if (t->close_deferred)
+        disconnect(L, t);
+    lua_settop(L, top);
+}
+
+/* The methods that enter mbedtls, each followed by finish_call() and by
+ * settle(): a handshake that finished or a ticket that arrived leaves a
+ * session to keep. */
+#define ENTERS_MBEDTLS(name)                                \
     static int name(lua_State *L)                           \
     {                                                       \
         int n = name##_io(L);                               \
-        settle(L, tp_toobj(L, 1, TP_TLS));                  \
+        struct tp_tls *t_ = tp_toobj(L, 1, TP_TLS);         \
+        finish_call(L, t_);                                 \
+        settle(L, t_);                                      \
         return n;                                           \
     }
-WITH_SETTLE(tls_poll)
-WITH_SETTLE(tls_get_partial_data)
-WITH_SETTLE(tls_get_data)
-WITH_SETTLE(tls_put_partial_data)
-WITH_SETTLE(tls_put_data)
+ENTERS_MBEDTLS(tls_connect_to_stream)
+ENTERS_MBEDTLS(tls_accept_stream)
+ENTERS_MBEDTLS(tls_poll)
+ENTERS_MBEDTLS(tls_get_partial_data)
+ENTERS_MBEDTLS(tls_get_data)
+ENTERS_MBEDTLS(tls_put_partial_data)
+ENTERS_MBEDTLS(tls_put_data)
 
 /* ------------------------------------------------------------- getters */
 
 static int tls_get_stream(lua_State *L)
 {
-    checktls(L);
+    checktls_any(L);
     lua_getiuservalue(L, 1, 1);
     return 1;
 }
 
 static int tls_get_error(lua_State *L)
 {
-    struct tp_tls *t = checktls(L);
+    struct tp_tls *t = checktls_any(L);
     if (t->error[0] == '\0')
         return 0;
     lua_pushstring(L, t->error);
@@ -1243,7 +1213,7 @@ static int connected_ssl(struct tp_tls *t)
 
 static int tls_get_peer_certificate(lua_State *L)
 {
-    struct tp_tls *t = checktls(L);
+    struct tp_tls *t = checktls_any(L);
     const mbedtls_x509_crt *peer;
     if (!connected_ssl(t) ||
         (peer = mbedtls_ssl_get_peer_cert(&t->ssl)) == NULL)
@@ -1258,7 +1228,7 @@ static int tls_get_peer_certificate(lua_State *L)
 
 static int tls_get_alpn_protocol(lua_State *L)
 {
-    struct tp_tls *t = checktls(L);
+    struct tp_tls *t = checktls_any(L);
     const char *p = connected_ssl(t) ? mbedtls_ssl_get_alpn_protocol(&t->ssl)
                                      : NULL;
     if (p == NULL)
@@ -1270,7 +1240,7 @@ static int tls_get_alpn_protocol(lua_State *L)
 
 static int tls_get_cipher_suite(lua_State *L)
 {
-    struct tp_tls *t = checktls(L);
+    struct tp_tls *t = checktls_any(L);
     char buf[96];
     const char *name = connected_ssl(t) ? iana_suite(&t->ssl, buf, sizeof buf)
                                         : NULL;
@@ -1282,24 +1252,37 @@ static int tls_get_cipher_suite(lua_State *L)
 
 static int tls_get_tls_version(lua_State *L)
 {
-    struct tp_tls *t = checktls(L);
+    struct tp_tls *t = checktls_any(L);
     if (!connected_ssl(t))
         return 0;
     lua_pushstring(L, mbedtls_ssl_get_version(&t->ssl));
     return 1;
 }
 
+/* Ours: true only when the peer presented a certificate that passed
+ * verification (for a client, with the host name matching; for a server
+ * with verify = "optional", a failed client certificate gives false). */
+static int tls_is_peer_verified(lua_State *L)
+{
+    struct tp_tls *t = checktls_any(L);
+    int ok = connected_ssl(t) && mbedtls_ssl_get_peer_cert(&t->ssl) != NULL &&
+             mbedtls_ssl_get_verify_result(&t->ssl) == 0 &&
+             (t->is_server || t->v.name_ok);
+    lua_pushboolean(L, ok);
+    return 1;
+}
+
 /* Ours: whether this (client) connection resumed a cached session. */
 static int tls_is_session_reused(lua_State *L)
 {
-    struct tp_tls *t = checktls(L);
+    struct tp_tls *t = checktls_any(L);
     lua_pushboolean(L, t->resumed);
     return 1;
 }
 
 static int tls_set_timeout(lua_State *L)
 {
-    struct tp_tls *t = checktls(L);
+    struct tp_tls *t = checktls_any(L);
     lua_Number s = luaL_checknumber(L, 2);
     luaL_argcheck(L, s >= 0 && s <= 1e9, 2, "timeout must be 0 or more "
                   "seconds");
@@ -1309,14 +1292,14 @@ static int tls_set_timeout(lua_State *L)
 
 static int tls_get_timeout(lua_State *L)
 {
-    struct tp_tls *t = checktls(L);
+    struct tp_tls *t = checktls_any(L);
     lua_pushnumber(L, t->timeout);
     return 1;
 }
 
 static int tls_set_big_endian(lua_State *L)
 {
-    struct tp_tls *t = checktls(L);
+    struct tp_tls *t = checktls_any(L);
     luaL_checktype(L, 2, LUA_TBOOLEAN);
     t->big_endian = (unsigned char)lua_toboolean(L, 2);
     return 0;
@@ -1324,7 +1307,7 @@ static int tls_set_big_endian(lua_State *L)
 
 static int tls_is_big_endian_enabled(lua_State *L)
 {
-    struct tp_tls *t = checktls(L);
+    struct tp_tls *t = checktls_any(L);
     lua_pushboolean(L, t->big_endian);
     return 1;
 }
@@ -1333,7 +1316,7 @@ static int tls_is_big_endian_enabled(lua_State *L)
  * without the socket: used by the helpers' wait. */
 static int tls_has_pending(lua_State *L)
 {
-    struct tp_tls *t = checktls(L);
+    struct tp_tls *t = checktls_any(L);
     lua_pushboolean(L, t->in.len > 0 ||
                        (connected_ssl(t) &&
                         (mbedtls_ssl_check_pending(&t->ssl) ||
@@ -1353,18 +1336,21 @@ int tp_tls_pollfd(lua_State *L, int idx, int *ready)
     return tp_tcp_fd(t->tcp);
 }
 
+/* Frees, never sends.  From inside the peer's own transport, mbedtls is
+ * running on the context: it is freed when mbedtls has returned. */
 static int tls_gc(lua_State *L)
 {
     struct tp_tls *t = tp_toobj(L, 1, TP_TLS);
-    if (!t->hdr.closed) {
-        if (t->ssl_ready)
-            mbedtls_ssl_free(&t->ssl);   /* frees, never sends */
-        t->ssl_ready = 0;
-        tp_buf_free(&t->in);
-        t->tcp = NULL;
-        t->status = TLS_DISCONNECTED;
-        t->hdr.closed = 1;
+    if (t->hdr.closed)
+        return 0;
+    t->hdr.closed = 1;
+    if (t->in_bio) {
+        t->free_deferred = 1;
+        return 0;
     }
+    free_ssl(t);
+    t->tcp = NULL;
+    t->status = TLS_DISCONNECTED;
     return 0;
 }
 
@@ -1375,7 +1361,7 @@ static int tls_tostring(lua_State *L)
                                         "error: hostname mismatch"};
     struct tp_tls *t = tp_toobj(L, 1, TP_TLS);
     char addr[INET6_ADDRSTRLEN + 16] = "", suite[96] = "";
-    const char *host = t->host[0] ? t->host : "?";
+    const char *host = t->v.host[0] ? t->v.host : "?";
     if (t->hdr.closed) {
         lua_pushliteral(L, "StreamPeerTLS (closed)");
         return 1;
@@ -1418,6 +1404,7 @@ static const luaL_Reg tls_methods[] = {
     {"get_cipher_suite", tls_get_cipher_suite},
     {"get_tls_version", tls_get_tls_version},
     {"is_session_reused", tls_is_session_reused},
+    {"is_peer_verified", tls_is_peer_verified},
     {"get_available_bytes", tls_get_available_bytes},
     {"get_partial_data", tls_get_partial_data},
     {"get_data", tls_get_data},
