@@ -42,7 +42,7 @@ OBJS    = $(SRCS:src/%.c=$(BUILD)/%.o)
 TARGET  = $(BUILD)/tlspeer/core.so
 BUSTED  = $(LUA) /usr/bin/busted
 
-.PHONY: all deps test demo certs dev-certs ca-bundle install uninstall clean FORCE
+.PHONY: all deps test demo certs dev-certs spec-helpers ca-bundle install uninstall clean FORCE
 
 all: $(TARGET)
 ifeq ($(BUILD),build)
@@ -69,7 +69,13 @@ deps:
 dev-certs: all
 	@$(LUA) certs/generate.lua >/dev/null
 
-test: deps all dev-certs
+# C helpers of the specs (not part of tlspeer): spec_fork (fork(2)).
+SPEC_HELPERS = $(BUILD)/spec_fork.so
+spec-helpers: $(SPEC_HELPERS)
+$(BUILD)/spec_fork.so: spec/fixtures/fork.c $(BUILD)/.flags
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $<
+
+test: deps all dev-certs spec-helpers
 	$(BUSTED) --cpath='$(BUILD)/?.so' $(BUSTED_ARGS)
 
 certs: deps all
@@ -152,7 +158,7 @@ $(FUZZ_BUILD)/key $(FUZZ_BUILD)/cert $(FUZZ_BUILD)/tls_server $(FUZZ_BUILD)/tls_
 # several minutes.  The figures go to stderr and SOAK_REPORT.
 SOAK_REPORT ?= /tmp/tlspeer-soak-report.txt
 .PHONY: soak
-soak: all dev-certs
+soak: all dev-certs spec-helpers
 	@n=$$(ulimit -n); if [ "$$n" != unlimited ] && [ "$$n" -lt 4096 ]; then ulimit -Sn 4096 2>/dev/null || ulimit -Sn "$$(ulimit -Hn)"; fi; \
 	TLSPEER_LOAD=full TLSPEER_LOAD_REPORT='$(SOAK_REPORT)' \
 	  $(BUSTED) --cpath='$(BUILD)/?.so' spec/19-load_spec.lua
@@ -178,9 +184,9 @@ asan: deps asan-build dev-certs
 
 asan-build:
 	$(MAKE) BUILD='$(ASAN_BUILD)' CC='$(ASAN_CC)' CFLAGS='-O1 -g $(ASAN_SAN)' \
-	  LDFLAGS='$(ASAN_LINK)' all
+	  LDFLAGS='$(ASAN_LINK)' all spec-helpers
 
-valgrind: deps all dev-certs
+valgrind: deps all dev-certs spec-helpers
 	@command -v valgrind >/dev/null || { s=; [ "$$(id -u)" -eq 0 ] || s=sudo; \
 	  DEBIAN_FRONTEND=noninteractive $$s apt-get install -y -qq valgrind >/dev/null; }
 	FULL='$(FULL)' BUSTED_ARGS='$(BUSTED_ARGS)' scripts/valgrind.sh '$(BUILD)'

@@ -162,11 +162,18 @@ describe("wire faults", function()
     assert.is_truthy(m:match("larger than the maximum record size") or
                      m:match("not a valid TLS ClientHello"), m)
     assert.not_matches("Bad input parameters", m)
-    -- The server closed that connection.
+    -- The server closed that connection, after a fatal alert (every
+    -- failed handshake ends with one).
     t:set_timeout(2)
-    local data, _, code = t:get_data(1)
-    assert.is_nil(data)
+    local alert, data, code, _ = ""
+    repeat
+      data, _, code = t:get_data(1)
+      alert = alert .. (data or "")
+    until not data
     assert.equal("ERR_FILE_EOF", code)
+    assert.equal(7, #alert)
+    assert.equal(21, alert:byte(1))             -- an alert record
+    assert.equal(2, alert:byte(6))              -- fatal
 
     local p, tap = tapped_client(srv)
     tap.tcp:put_data(record_header(23, too_big) .. ("\3"):rep(100))

@@ -488,8 +488,17 @@ int tp_x509write_crt_set_serial_raw(mbedtls_x509write_cert *crt,
 }
 #endif
 
-#if TP_NEED_PBES2_AES
 #include <mbedtls/pkcs5.h>
+#if TP_MBEDTLS3
+int tp_pkcs5_pbkdf2_sha(mbedtls_md_type_t md, const unsigned char *pw,
+                        size_t pwlen, const unsigned char *salt,
+                        size_t saltlen, unsigned int iterations,
+                        unsigned char *out, size_t outlen)
+{
+    return mbedtls_pkcs5_pbkdf2_hmac_ext(md, pw, pwlen, salt, saltlen,
+                                         iterations, (uint32_t)outlen, out);
+}
+#else
 int tp_pkcs5_pbkdf2_sha(mbedtls_md_type_t md, const unsigned char *pw,
                         size_t pwlen, const unsigned char *salt,
                         size_t saltlen, unsigned int iterations,

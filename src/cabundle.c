@@ -4,6 +4,10 @@
  * bundle; else the Mozilla bundle shipped with tlspeer.  Loaded once,
  * lazily, and kept in the registry.
  */
+/* realpath() is XSI */
+#ifndef _XOPEN_SOURCE
+#define _XOPEN_SOURCE 700
+#endif
 #include "aux.h"
 
 #include <stdlib.h>
@@ -217,12 +221,27 @@ static int get_source(lua_State *L)
 }
 
 /* core._set_shipped_bundles{paths}: where the Lua layer found the bundled
- * Mozilla file (next to the installed module, or certs/ in a checkout). */
+ * Mozilla file (next to the installed module, or certs/ in a checkout).
+ * Trust never comes from a path relative to the current directory: each
+ * path is made absolute now, when the module has just been loaded from
+ * there (realpath), and one that does not exist now is dropped. */
 static int set_shipped(lua_State *L)
 {
+    int i, n = 0;
     luaL_checktype(L, 1, LUA_TTABLE);
     push_state(L);
-    lua_pushvalue(L, 1);
+    lua_newtable(L);
+    for (i = 1; lua_rawgeti(L, 1, i) != LUA_TNIL; i++) {
+        char *abs;
+        if (lua_type(L, -1) == LUA_TSTRING &&
+            (abs = realpath(lua_tostring(L, -1), NULL)) != NULL) {
+            lua_pushstring(L, abs);
+            free(abs);
+            lua_rawseti(L, -3, ++n);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
     lua_setfield(L, -2, "shipped");
     return 0;
 }

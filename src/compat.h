@@ -86,6 +86,10 @@ int tp_x509write_crt_set_serial_raw(mbedtls_x509write_cert *crt,
 /* The digest a started mbedtls_md_context_t was set up with. */
 #define tp_md_info_from_ctx(ctx) ((ctx)->MBEDTLS_PRIVATE(md_info))
 
+/* The DER a PEM context decoded. */
+#define tp_pem_buf(ctx)    ((ctx)->MBEDTLS_PRIVATE(buf))
+#define tp_pem_buflen(ctx) ((ctx)->MBEDTLS_PRIVATE(buflen))
+
 /* Whether a parsed certificate has basicConstraints CA:TRUE. */
 #define tp_crt_is_ca(crt) ((crt)->MBEDTLS_PRIVATE(ca_istrue) != 0)
 
@@ -93,13 +97,15 @@ int tp_x509write_crt_set_serial_raw(mbedtls_x509write_cert *crt,
  * what OpenSSL 3 writes for `-aes256`; key.c carries a decoder for it. */
 #if !TP_MBEDTLS3
 #define TP_NEED_PBES2_AES 1
+#else
+#define TP_NEED_PBES2_AES 0
+#endif
+
+/* PBKDF2 with an HMAC of `md` (2.28 takes a context, 3.x a digest type). */
 int tp_pkcs5_pbkdf2_sha(mbedtls_md_type_t md, const unsigned char *pw,
                         size_t pwlen, const unsigned char *salt,
                         size_t saltlen, unsigned int iterations,
                         unsigned char *out, size_t outlen);
-#else
-#define TP_NEED_PBES2_AES 0
-#endif
 
 /* ---------------------------------------------------------------- TLS */
 
@@ -170,6 +176,9 @@ static inline void tp_ssl_conf_default_groups(mbedtls_ssl_config *conf)
     mbedtls_ssl_conf_curves(conf, groups);
 }
 #endif
+
+/* The content type of the last record mbedtls wrote (an alert?). */
+#define tp_ssl_last_out_type(ssl) ((ssl)->MBEDTLS_PRIVATE(out_msgtype))
 
 /* The description byte of the last alert record received. */
 #define tp_ssl_alert_received(ssl) \

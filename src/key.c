@@ -5,18 +5,29 @@
  */
 #include "aux.h"
 
+#include <limits.h>
 #include <string.h>
 
 #include <mbedtls/asn1.h>
+#include <mbedtls/asn1write.h>
+#include <mbedtls/oid.h>
 #include <mbedtls/ecp.h>
 #include <mbedtls/pem.h>
 #include <mbedtls/pkcs12.h>
 #include <mbedtls/pkcs5.h>
 #include <mbedtls/platform_util.h>
 #include <mbedtls/rsa.h>
+#include <mbedtls/aes.h>
 
 #define KEY_FILE_MAX   (1u << 20)     /* no key file is larger than 1 MiB */
 #define KEY_PEM_MAX    (16u << 10)    /* PEM of an 8192-bit RSA private key */
+
+/* Password-based key derivation: the iteration count comes from the key
+ * file, so a hostile file could ask for billions (minutes of CPU per
+ * load).  Loads refuse more than KEY_MAX_ITERATIONS (about 2 s here);
+ * saves use KEY_SAVE_ITERATIONS of PBKDF2-HMAC-SHA256. */
+#define KEY_MAX_ITERATIONS   1000000
+#define KEY_SAVE_ITERATIONS  600000
 
 typedef struct tp_key {
     tp_obj hdr;
@@ -164,9 +175,107 @@ static int wrong_password(const unsigned char *data, size_t len,
     }
 }
 
+/* The DER of the EncryptedPrivateKeyInfo in data (PEM or DER), in a
+ * scratch userdata pushed on the stack; *derlen its length.  NULL (nothing
+ * pushed) when data is not one. */
+static unsigned char *epki_der(lua_State *L, const unsigned char *data,
+                               size_t len, size_t *derlen)
+{
+    unsigned char *out;
+    if (looks_pem(data, len)) {
+        mbedtls_pem_context pem;
+        size_t used;
+        /* Scratch first: nothing that may raise while pem holds memory. */
+        out = tp_scratch(L, len);
+        mbedtls_pem_init(&pem);
+        if (mbedtls_pem_read_buffer(&pem,
+                                    "-----BEGIN ENCRYPTED PRIVATE KEY-----",
+                                    "-----END ENCRYPTED PRIVATE KEY-----",
+                                    data, NULL, 0, &used) != 0 ||
+            tp_pem_buflen(&pem) > len) {
+            mbedtls_pem_free(&pem);
+            lua_pop(L, 1);
+            return NULL;
+        }
+        memcpy(out, tp_pem_buf(&pem), tp_pem_buflen(&pem));
+        *derlen = tp_pem_buflen(&pem);
+        mbedtls_pem_free(&pem);
+        return out;
+    }
+    if (!is_encrypted(data, len))
+        return NULL;
+    out = tp_scratch(L, len);
+    memcpy(out, data, len);
+    *derlen = len;
+    return out;
+}
+
+/* Is the OID at oid (len bytes) `prefix` plus one more byte? */
+static int oid_under(const unsigned char *oid, size_t len, const char *prefix,
+                     size_t plen)
+{
+    return len == plen + 1 && memcmp(oid, prefix, plen) == 0;
+}
+
+/* The iteration count an EncryptedPrivateKeyInfo asks for: PBES2 with
+ * PBKDF2, PKCS#12 PBE or PKCS#5 PBES1.  0 when there is none to read
+ * (mbedtls then refuses the file itself). */
+static long epki_iterations(unsigned char *p, size_t len)
+{
+    unsigned char *end = p + len, *alg_end, *oid;
+    size_t n, oidlen;
+    unsigned long count;
+    if (mbedtls_asn1_get_tag(&p, end, &n, MBEDTLS_ASN1_CONSTRUCTED |
+                             MBEDTLS_ASN1_SEQUENCE) != 0 ||
+        mbedtls_asn1_get_tag(&p, end, &n, MBEDTLS_ASN1_CONSTRUCTED |
+                             MBEDTLS_ASN1_SEQUENCE) != 0)
+        return 0;
+    alg_end = p + n;
+    if (mbedtls_asn1_get_tag(&p, alg_end, &oidlen, MBEDTLS_ASN1_OID) != 0)
+        return 0;
+    oid = p;
+    p += oidlen;
+    if (oidlen == MBEDTLS_OID_SIZE(MBEDTLS_OID_PKCS5_PBES2) &&
+        memcmp(oid, MBEDTLS_OID_PKCS5_PBES2, oidlen) == 0) {
+        /* PBES2-params { keyDerivationFunc { pbkdf2, { salt, count ...}}} */
+        if (mbedtls_asn1_get_tag(&p, alg_end, &n, MBEDTLS_ASN1_CONSTRUCTED |
+                                 MBEDTLS_ASN1_SEQUENCE) != 0 ||
+            mbedtls_asn1_get_tag(&p, alg_end, &n, MBEDTLS_ASN1_CONSTRUCTED |
+                                 MBEDTLS_ASN1_SEQUENCE) != 0)
+            return 0;
+        alg_end = p + n;
+        if (mbedtls_asn1_get_tag(&p, alg_end, &oidlen, MBEDTLS_ASN1_OID) != 0 ||
+            oidlen != MBEDTLS_OID_SIZE(MBEDTLS_OID_PKCS5_PBKDF2) ||
+            memcmp(p, MBEDTLS_OID_PKCS5_PBKDF2, oidlen) != 0)
+            return 0;
+        p += oidlen;
+    } else if (!oid_under(oid, oidlen, MBEDTLS_OID_PKCS12_PBE,
+                          MBEDTLS_OID_SIZE(MBEDTLS_OID_PKCS12_PBE)) &&
+               !oid_under(oid, oidlen, MBEDTLS_OID_PKCS5,
+                          MBEDTLS_OID_SIZE(MBEDTLS_OID_PKCS5)))
+        return 0;
+    /* { salt OCTET STRING, iterationCount INTEGER, ... } */
+    if (mbedtls_asn1_get_tag(&p, alg_end, &n, MBEDTLS_ASN1_CONSTRUCTED |
+                             MBEDTLS_ASN1_SEQUENCE) != 0)
+        return 0;
+    end = p + n;
+    if (mbedtls_asn1_get_tag(&p, end, &n, MBEDTLS_ASN1_OCTET_STRING) != 0)
+        return 0;
+    p += n;
+    if (mbedtls_asn1_get_tag(&p, end, &n, MBEDTLS_ASN1_INTEGER) != 0 ||
+        n == 0 || (p[0] & 0x80) != 0)
+        return 0;                     /* none, or negative: mbedtls refuses */
+    for (count = 0; n > 0; n--, p++) {
+        if (count > (unsigned long)LONG_MAX >> 8)
+            return LONG_MAX;
+        count = count << 8 | *p;
+    }
+    return count > (unsigned long)LONG_MAX ? LONG_MAX : (long)count;
+}
+
 #if TP_NEED_PBES2_AES
 static int pbes2_aes_parse(lua_State *L, mbedtls_pk_context *pk,
-                           const unsigned char *data, size_t len, int pem,
+                           const unsigned char *data, size_t len,
                            const unsigned char *pw, size_t pwlen);
 #endif
 
@@ -184,13 +293,18 @@ static int copy_public(lua_State *L, mbedtls_pk_context *dst,
     return err;
 }
 
+/* parse_key's answer for a file that asks for too many iterations. */
+#define ERR_ITERATIONS 1
+
 /*
  * Parses `data` into `pk` (initialised, empty).  Returns 0 and sets
- * *public_only, or an mbedtls error.  `data` is NUL-terminated at len.
+ * *public_only, or an mbedtls error, or ERR_ITERATIONS (the count in
+ * *iterations).  `data` is NUL-terminated at len.
  */
 static int parse_key(lua_State *L, mbedtls_pk_context *pk,
                      const unsigned char *data, size_t len, int want_public,
-                     const char *pw, size_t pwlen, int *public_only)
+                     const char *pw, size_t pwlen, int *public_only,
+                     long *iterations)
 {
     int pem = looks_pem(data, len);
     size_t n = pem ? len + 1 : len;
@@ -200,6 +314,18 @@ static int parse_key(lua_State *L, mbedtls_pk_context *pk,
     if (len == 0)
         return MBEDTLS_ERR_PK_KEY_INVALID_FORMAT;
     *public_only = 0;
+    if (pw != NULL) {
+        /* Every decryption path (ours, mbedtls' PBES2, PKCS#12, PBES1)
+         * derives its key as often as the file says: look first. */
+        size_t derlen;
+        unsigned char *der = epki_der(L, data, len, &derlen);
+        if (der != NULL) {
+            *iterations = epki_iterations(der, derlen);
+            lua_pop(L, 1);
+            if (*iterations > KEY_MAX_ITERATIONS)
+                return ERR_ITERATIONS;
+        }
+    }
     if (want_public) {
         err = mbedtls_pk_parse_public_key(pk, data, n);
         if (err == 0) {
@@ -214,7 +340,7 @@ static int parse_key(lua_State *L, mbedtls_pk_context *pk,
     if (err == MBEDTLS_ERR_PKCS5_FEATURE_UNAVAILABLE && pw != NULL) {
         mbedtls_pk_free(pk);
         mbedtls_pk_init(pk);
-        err = pbes2_aes_parse(L, pk, data, len, pem, upw, pwlen);
+        err = pbes2_aes_parse(L, pk, data, len, upw, pwlen);
     } else if (err == MBEDTLS_ERR_PK_KEY_INVALID_FORMAT && !pem &&
                pw != NULL) {
         /* 2.28 reports an unsupported PBES2 cipher in DER as an invalid
@@ -222,7 +348,7 @@ static int parse_key(lua_State *L, mbedtls_pk_context *pk,
         int err2;
         mbedtls_pk_free(pk);
         mbedtls_pk_init(pk);
-        err2 = pbes2_aes_parse(L, pk, data, len, pem, upw, pwlen);
+        err2 = pbes2_aes_parse(L, pk, data, len, upw, pwlen);
         if (err2 == 0 || err2 == MBEDTLS_ERR_PK_PASSWORD_MISMATCH)
             err = err2;
     }
@@ -249,9 +375,10 @@ static int load_into(lua_State *L, const unsigned char *data, size_t len,
     const char *pw = luaL_optlstring(L, 4, NULL, &pwlen);
     mbedtls_pk_context *tmp = tp_newkey(L);   /* collected if we fail */
     int public_only = 0;
+    long iterations = 0;
     const char *bad = isfile ? "ERR_FILE_CORRUPT" : "ERR_INVALID_DATA";
     int err = parse_key(L, tmp, data, len, want_public, pw, pwlen,
-                        &public_only);
+                        &public_only, &iterations);
 
     if (err == 0) {
         mbedtls_pk_context old = k->pk;
@@ -260,6 +387,15 @@ static int load_into(lua_State *L, const unsigned char *data, size_t len,
         k->public_only = (unsigned char)public_only;
         lua_pushboolean(L, 1);
         return 1;
+    }
+    if (err == ERR_ITERATIONS) {
+        char count[32] = "more than 2^31";
+        if (iterations < LONG_MAX)
+            snprintf(count, sizeof count, "%ld", iterations);
+        return tp_fail(L, "ERR_INVALID_DATA", "cannot load a key from %s: "
+                       "iteration count too high (the file asks for %s "
+                       "key-derivation iterations; at most %d are allowed)",
+                       what, count, KEY_MAX_ITERATIONS);
     }
     if (err == MBEDTLS_ERR_PK_PASSWORD_REQUIRED ||
         (pw == NULL && err == MBEDTLS_ERR_PK_KEY_INVALID_FORMAT &&
@@ -321,12 +457,186 @@ static int key_load_from_string(lua_State *L)
 
 /* ------------------------------------------------------------- saving */
 
+/* Writes backwards, as mbedtls' asn1write does: each step returns the
+ * bytes written or a negative error, and W() stops at the first error. */
+#define W(call) do { int w_ = (call); if (w_ < 0) return w_; n += (size_t)w_; } while (0)
+
+static int write_oid(unsigned char **p, unsigned char *start, const char *oid,
+                     size_t len)
+{
+    return mbedtls_asn1_write_oid(p, start, oid, len);
+}
+
+static int write_header(unsigned char **p, unsigned char *start, size_t len,
+                        unsigned char tag)
+{
+    size_t n = 0;
+    W(mbedtls_asn1_write_len(p, start, len));
+    W(mbedtls_asn1_write_tag(p, start, tag));
+    return (int)n;
+}
+
+#define SEQ (MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE)
+
+/* PKCS#8 PrivateKeyInfo { 0, algorithm, OCTET STRING { PKCS#1 or SEC1 } }
+ * of pk, written backwards before *p.  `tmp` (size bytes) is scratch. */
+static int write_private_key_info(unsigned char **p, unsigned char *start,
+                                  mbedtls_pk_context *pk, unsigned char *tmp,
+                                  size_t size)
+{
+    unsigned char *q, *end;
+    size_t n = 0, len;
+    int inner, spki;
+    /* The AlgorithmIdentifier is the one of the public key's SPKI. */
+    spki = mbedtls_pk_write_pubkey_der(pk, tmp, size);
+    if (spki < 0)
+        return spki;
+    q = tmp + size - spki;
+    end = tmp + size;
+    if (mbedtls_asn1_get_tag(&q, end, &len, SEQ) != 0 ||
+        mbedtls_asn1_get_tag(&q, end, &len, SEQ) != 0)
+        return MBEDTLS_ERR_PK_KEY_INVALID_FORMAT;
+    q += len;                                /* q: after the algorithm */
+    {
+        unsigned char *alg = tmp + size - spki;
+        size_t alglen;
+        (void)mbedtls_asn1_get_tag(&alg, end, &len, SEQ);   /* SPKI */
+        alglen = (size_t)(q - alg);
+        inner = mbedtls_pk_write_key_der(pk, tmp, size - (size_t)spki);
+        if (inner < 0)
+            return inner;
+        W(mbedtls_asn1_write_raw_buffer(p, start,
+                                        tmp + size - spki - inner,
+                                        (size_t)inner));
+        W(write_header(p, start, (size_t)inner, MBEDTLS_ASN1_OCTET_STRING));
+        W(mbedtls_asn1_write_raw_buffer(p, start, alg, alglen));
+        W(mbedtls_asn1_write_int(p, start, 0));
+        W(write_header(p, start, n, SEQ));
+        mbedtls_platform_zeroize(tmp, size);
+    }
+    return (int)n;
+}
+
+/* EncryptedPrivateKeyInfo with PBES2: PBKDF2-HMAC-SHA256 (salt, count)
+ * and AES-256-CBC (iv) around `ct`, written backwards before *p. */
+static int write_epki(unsigned char **p, unsigned char *start,
+                      const unsigned char *ct, size_t ctlen,
+                      const unsigned char *salt, const unsigned char *iv)
+{
+    static const char aes256_cbc[] = MBEDTLS_OID_AES "\x2a";
+    size_t n = 0, alg = 0, params = 0;
+    W(mbedtls_asn1_write_raw_buffer(p, start, ct, ctlen));
+    W(write_header(p, start, ctlen, MBEDTLS_ASN1_OCTET_STRING));
+    alg = n;
+    /* encryptionScheme { aes256-CBC, iv } */
+    W(mbedtls_asn1_write_octet_string(p, start, iv, 16));
+    W(write_oid(p, start, aes256_cbc, sizeof aes256_cbc - 1));
+    W(write_header(p, start, n - alg, SEQ));
+    params = n;
+    /* keyDerivationFunc { PBKDF2, { salt, count, prf } } */
+    W(mbedtls_asn1_write_null(p, start));
+    W(write_oid(p, start, MBEDTLS_OID_HMAC_SHA256,
+                MBEDTLS_OID_SIZE(MBEDTLS_OID_HMAC_SHA256)));
+    W(write_header(p, start, n - params, SEQ));
+    W(mbedtls_asn1_write_int(p, start, KEY_SAVE_ITERATIONS));
+    W(mbedtls_asn1_write_octet_string(p, start, salt, 16));
+    W(write_header(p, start, n - params, SEQ));
+
+    W(write_oid(p, start, MBEDTLS_OID_PKCS5_PBKDF2,
+                MBEDTLS_OID_SIZE(MBEDTLS_OID_PKCS5_PBKDF2)));
+    W(write_header(p, start, n - params, SEQ));
+
+    W(write_header(p, start, n - alg, SEQ));        /* PBES2-params */
+    W(write_oid(p, start, MBEDTLS_OID_PKCS5_PBES2,
+                MBEDTLS_OID_SIZE(MBEDTLS_OID_PKCS5_PBES2)));
+    W(write_header(p, start, n - alg, SEQ));        /* AlgorithmIdentifier */
+    W(write_header(p, start, n, SEQ));
+    return (int)n;
+}
+#undef W
+
+/* The PEM of key 1 encrypted with `pw`: PKCS#8 with PBES2, what
+ * `openssl pkcs8 -topk8 -v2 aes256` writes and reads.  Into a scratch
+ * buffer (pushed); returns its length or an mbedtls error. */
+static int encrypted_pem(lua_State *L, mbedtls_pk_context *pk,
+                         const unsigned char *pw, size_t pwlen,
+                         unsigned char **out)
+{
+    const size_t cap = KEY_PEM_MAX;
+    unsigned char *tmp = tp_scratch(L, cap), *der = tp_scratch(L, cap);
+    unsigned char *p = der + cap, *plain, *ct, salt[16], iv[16], ivw[16];
+    unsigned char key[32];
+    size_t plen, pad, i, olen = 0;
+    int n, err;
+    mbedtls_aes_context aes;
+
+    n = write_private_key_info(&p, der, pk, tmp, cap);
+    if (n < 0)
+        goto done_n;
+    plain = p;
+    plen = (size_t)n;
+    pad = 16 - plen % 16;
+    if ((size_t)(plain - der) < pad) {
+        n = MBEDTLS_ERR_ASN1_BUF_TOO_SMALL;
+        goto done_n;
+    }
+    /* Pad in place (PKCS#7): move the plaintext down by `pad` bytes. */
+    memmove(plain - pad, plain, plen);
+    plain -= pad;
+    for (i = 0; i < pad; i++)
+        plain[plen + i] = (unsigned char)pad;
+    plen += pad;
+    if ((err = tp_rng_random(tp_rng(L), salt, sizeof salt)) != 0 ||
+        (err = tp_rng_random(tp_rng(L), iv, sizeof iv)) != 0 ||
+        (err = tp_pkcs5_pbkdf2_sha(MBEDTLS_MD_SHA256, pw, pwlen, salt,
+                                   sizeof salt, KEY_SAVE_ITERATIONS, key,
+                                   sizeof key)) != 0) {
+        n = err;
+        goto done_n;
+    }
+    ct = tmp;                                 /* tmp is free again */
+    memcpy(ivw, iv, sizeof iv);
+    mbedtls_aes_init(&aes);
+    err = mbedtls_aes_setkey_enc(&aes, key, 256);
+    if (err == 0)
+        err = mbedtls_aes_crypt_cbc(&aes, MBEDTLS_AES_ENCRYPT, plen, ivw,
+                                    plain, ct);
+    mbedtls_aes_free(&aes);
+    mbedtls_platform_zeroize(key, sizeof key);
+    mbedtls_platform_zeroize(der, cap);       /* the plaintext key */
+    if (err != 0) {
+        n = err;
+        goto done_n;
+    }
+    p = der + cap;
+    n = write_epki(&p, der, ct, plen, salt, iv);
+    if (n < 0)
+        goto done_n;
+    memmove(tmp, p, (size_t)n);               /* DER to the front of tmp */
+    err = mbedtls_pem_write_buffer("-----BEGIN ENCRYPTED PRIVATE KEY-----\n",
+                                   "-----END ENCRYPTED PRIVATE KEY-----\n",
+                                   tmp, (size_t)n, der, cap, &olen);
+    n = err != 0 ? err : (int)strlen((const char *)der);
+done_n:
+    mbedtls_platform_zeroize(tmp, cap);
+    if (n < 0)
+        mbedtls_platform_zeroize(der, cap);
+    lua_remove(L, -2);                        /* tmp; der stays pushed */
+    *out = der;
+    return n;
+}
+
 /* Writes the PEM of key 1 into a scratch buffer (pushed); returns its
- * length, or pushes a failure and returns -3. */
-static long key_pem(lua_State *L, int public_only, unsigned char **out)
+ * length, or pushes a failure and returns -3.  With a password (at
+ * `pwarg`, a string) the private key is encrypted. */
+static long key_pem(lua_State *L, int public_only, int pwarg,
+                    unsigned char **out)
 {
     tp_key *k = tp_checkobj(L, 1, TP_CRYPTOKEY);
     unsigned char *buf;
+    size_t pwlen = 0;
+    const char *pw = lua_isnoneornil(L, pwarg) ? NULL
+                                               : lua_tolstring(L, pwarg, &pwlen);
     int err;
     if (key_empty(k)) {
         tp_fail(L, "ERR_UNCONFIGURED", "the CryptoKey is empty: generate or "
@@ -337,6 +647,16 @@ static long key_pem(lua_State *L, int public_only, unsigned char **out)
         tp_fail(L, "ERR_INVALID_PARAMETER", "the CryptoKey holds only a "
                 "public key: save it with public_only = true");
         return -3;
+    }
+    if (pw != NULL) {
+        int n = encrypted_pem(L, &k->pk, (const unsigned char *)pw, pwlen,
+                              out);
+        if (n < 0) {
+            lua_pop(L, 1);
+            tp_fail_mbedtls(L, n, "FAILED", "cannot encrypt the key");
+            return -3;
+        }
+        return n;
     }
     buf = tp_scratch(L, KEY_PEM_MAX);
     err = public_only ? mbedtls_pk_write_pubkey_pem(&k->pk, buf, KEY_PEM_MAX)
@@ -351,7 +671,22 @@ static long key_pem(lua_State *L, int public_only, unsigned char **out)
     return (long)strlen((const char *)buf);
 }
 
-/* key:save(path, public_only = false) */
+/* The optional password of save/save_to_string at `arg`: a non-empty
+ * string for a private key, else an argument error. */
+static void check_password(lua_State *L, int arg, int public_only)
+{
+    size_t len;
+    if (lua_isnoneornil(L, arg))
+        return;
+    luaL_checklstring(L, arg, &len);
+    if (public_only)
+        luaL_argerror(L, arg, "a public key is not encrypted: give no "
+                      "password with public_only = true");
+    if (len == 0)
+        luaL_argerror(L, arg, "the password is empty");
+}
+
+/* key:save(path, public_only = false, password = nil) */
 static int key_save(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 2);
@@ -359,9 +694,10 @@ static int key_save(lua_State *L)
     unsigned char *pem;
     long n;
     int r;
-    lua_settop(L, 3);
+    lua_settop(L, 4);
     tp_checkobj(L, 1, TP_CRYPTOKEY);
-    n = key_pem(L, public_only, &pem);
+    check_password(L, 4, public_only);
+    n = key_pem(L, public_only, 4, &pem);
     if (n < 0)
         return 3;
     r = tp_writefile(L, path, pem, (size_t)n, public_only ? 0644 : 0600);
@@ -372,15 +708,16 @@ static int key_save(lua_State *L)
     return 1;
 }
 
-/* key:save_to_string(public_only = false) */
+/* key:save_to_string(public_only = false, password = nil) */
 static int key_save_to_string(lua_State *L)
 {
     int public_only;
     unsigned char *pem;
     long n;
-    lua_settop(L, 2);
+    lua_settop(L, 3);
     public_only = tp_optboolean(L, 2, 0);
-    n = key_pem(L, public_only, &pem);
+    check_password(L, 3, public_only);
+    n = key_pem(L, public_only, 3, &pem);
     if (n < 0)
         return 3;
     lua_pushlstring(L, (const char *)pem, (size_t)n);
@@ -450,45 +787,20 @@ static int oid_is(const mbedtls_asn1_buf *oid, const unsigned char *v,
  * and AES-128/192/256-CBC: what OpenSSL 3 writes for `-aes256`.
  */
 static int pbes2_aes_parse(lua_State *L, mbedtls_pk_context *pk,
-                           const unsigned char *data, size_t len, int pem,
+                           const unsigned char *data, size_t len,
                            const unsigned char *pw, size_t pwlen)
 {
     const int bad = MBEDTLS_ERR_PK_KEY_INVALID_FORMAT;
-    mbedtls_pem_context pemctx;
-    const unsigned char *der = data;
     unsigned char *p, *end, *q, *plain;
-    size_t derlen = len, n, saltlen, ivlen, ctlen, keylen = 0;
+    size_t derlen, n, saltlen, ivlen, ctlen, keylen = 0;
     unsigned char *salt, *iv, *ct, key[32];
     int iterations, err;
     mbedtls_md_type_t md = MBEDTLS_MD_SHA1;
     mbedtls_asn1_buf oid;
     mbedtls_aes_context aes;
 
-    /* Scratch for the DER first (it is never longer than the input), so
-     * nothing that may raise runs while pemctx holds memory. */
-    p = tp_scratch(L, len);
-    mbedtls_pem_init(&pemctx);
-    if (pem) {
-        size_t used;
-        err = mbedtls_pem_read_buffer(&pemctx,
-                                      "-----BEGIN ENCRYPTED PRIVATE KEY-----",
-                                      "-----END ENCRYPTED PRIVATE KEY-----",
-                                      data, NULL, 0, &used);
-        if (err != 0) {
-            mbedtls_pem_free(&pemctx);
-            return bad;
-        }
-        der = pemctx.buf;
-        derlen = pemctx.buflen;
-    }
-    /* Work on the copy: the ASN.1 readers take non-const pointers. */
-    if (derlen > len) {
-        mbedtls_pem_free(&pemctx);
-        lua_pop(L, 1);
+    if ((p = epki_der(L, data, len, &derlen)) == NULL)
         return bad;
-    }
-    memmove(p, der, derlen);
-    mbedtls_pem_free(&pemctx);
     end = p + derlen;
 
 #define NEED(x) do { if ((x) != 0) { err = bad; goto done; } } while (0)
@@ -526,7 +838,7 @@ static int pbes2_aes_parse(lua_State *L, mbedtls_pk_context *pk,
         salt = p;
         p += saltlen;
         NEED(mbedtls_asn1_get_int(&p, kend, &iterations));
-        if (iterations <= 0 || iterations > 10000000)
+        if (iterations <= 0 || iterations > KEY_MAX_ITERATIONS)
             goto done;
         if (p < kend && *p == MBEDTLS_ASN1_INTEGER) {
             int kl;

@@ -302,13 +302,32 @@ static void verify_failed(struct tp_tls *t)
     set_error(t, "ERR_UNAUTHORIZED", "%s", text);
 }
 
+/* Every failed handshake ends with an alert, so the peer learns why
+ * rather than seeing the connection drop: mbedtls sends one for most
+ * failures, but not all (a client that requires a certificate on 2.28, a
+ * TLS 1.3 client offering only groups we lack on 3.6).  Not when the peer
+ * is gone or sent an alert itself. */
+static void send_failure_alert(struct tp_tls *t, int ret, unsigned char alert)
+{
+    if (ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE ||
+        ret == MBEDTLS_ERR_NET_SEND_FAILED ||
+        ret == MBEDTLS_ERR_NET_RECV_FAILED ||
+        ret == MBEDTLS_ERR_SSL_CONN_EOF ||
+        tp_ssl_last_out_type(&t->ssl) == MBEDTLS_SSL_MSG_ALERT)
+        return;
+    (void)mbedtls_ssl_send_alert_message(&t->ssl,
+                                         MBEDTLS_SSL_ALERT_LEVEL_FATAL, alert);
+}
+
 static void handshake_failed(struct tp_tls *t, int ret)
 {
     char text[160];
     const char *peer = t->is_server ? "the client" : "the server";
+    unsigned char alert = MBEDTLS_SSL_ALERT_MSG_HANDSHAKE_FAILURE;
     t->status = TLS_ERROR;
     if (ret == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) {
         verify_failed(t);
+        send_failure_alert(t, ret, MBEDTLS_SSL_ALERT_MSG_BAD_CERT);
         return;
     }
     mbed_text(ret, text, sizeof text);
@@ -316,6 +335,7 @@ static void handshake_failed(struct tp_tls *t, int ret)
         /* mbedtls' words when a record header announces more than fits. */
         set_error(t, "ERR_CONNECTION_ERROR", "TLS handshake failed: %s sent "
                   "a TLS record larger than the maximum record size", peer);
+        send_failure_alert(t, ret, MBEDTLS_SSL_ALERT_MSG_RECORD_OVERFLOW);
         return;
     }
     switch (ret) {
@@ -329,21 +349,17 @@ static void handshake_failed(struct tp_tls *t, int ret)
                   "the connection", peer);
         break;
     case MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE: {
-        int alert = tp_ssl_alert_received(&t->ssl);
-        const char *what = alert_text(alert);
+        int received = tp_ssl_alert_received(&t->ssl);
+        const char *what = alert_text(received);
         if (what)
             set_error(t, "ERR_CONNECTION_ERROR", "TLS handshake failed: %s "
                       "sent the alert '%s'", peer, what);
         else
             set_error(t, "ERR_CONNECTION_ERROR", "TLS handshake failed: %s "
-                      "sent alert %d", peer, alert);
+                      "sent alert %d", peer, received);
         break;
     }
     case MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE:
-        /* mbedtls sends no alert here: tell the client, or it waits. */
-        (void)mbedtls_ssl_send_alert_message(&t->ssl,
-                                             MBEDTLS_SSL_ALERT_LEVEL_FATAL,
-                                             MBEDTLS_SSL_ALERT_MSG_HANDSHAKE_FAILURE);
         set_error(t, "ERR_UNAUTHORIZED", "TLS handshake failed: the client "
                   "sent no certificate, and this server requires one");
         break;
@@ -361,6 +377,7 @@ static void handshake_failed(struct tp_tls *t, int ret)
 #endif
         set_error(t, "ERR_CONNECTION_ERROR", "TLS handshake failed: no TLS "
                   "version in common with %s (%s)", peer, text);
+        alert = MBEDTLS_SSL_ALERT_MSG_PROTOCOL_VERSION;
         break;
     case MBEDTLS_ERR_SSL_INVALID_RECORD:
     case MBEDTLS_ERR_SSL_UNEXPECTED_RECORD:
@@ -381,6 +398,7 @@ static void handshake_failed(struct tp_tls *t, int ret)
         set_error(t, "ERR_CONNECTION_ERROR", "TLS handshake failed: %s", text);
         break;
     }
+    send_failure_alert(t, ret, alert);
 }
 
 /* One non-blocking step of the handshake. */

@@ -26,13 +26,18 @@ streampeer.install(core._methods.StreamPeerTLS)
 
 -- The Mozilla bundle shipped with tlspeer, the last resort of the default
 -- CA bundle: next to this file once installed, or certs/ in a checkout.
+-- Only when this file was loaded from disk: an embedded copy has no place
+-- of its own, and the current directory is never trusted (the C side makes
+-- the paths absolute).
 do
   local source = debug.getinfo(1, "S").source
-  local dir = source:match("^@(.*)/[^/]*$") or "."
-  core._set_shipped_bundles {
-    dir .. "/ca-certificates.crt",
-    dir .. "/../../certs/ca-certificates.crt",
-  }
+  local dir = source:match("^@(.*)/[^/]*$") or (source:match("^@[^/]*$") and ".")
+  if dir then
+    core._set_shipped_bundles {
+      dir .. "/ca-certificates.crt",
+      dir .. "/../../certs/ca-certificates.crt",
+    }
+  end
 end
 
 M.pipe = require "tlspeer.pipe"
