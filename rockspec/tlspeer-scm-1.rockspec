@@ -33,11 +33,13 @@ build = {
     ["tlspeer.streampeer"] = "lua/tlspeer/streampeer.lua",
     ["tlspeer.helpers"] = "lua/tlspeer/helpers.lua",
     ["tlspeer.pipe"] = "lua/tlspeer/pipe.lua",
+    ["tlspeer.http"] = "lua/tlspeer/http.lua",
+    ["tlspeer.options"] = "lua/tlspeer/options.lua",
     ["tlspeer.core"] = {
       sources = {
         "src/aux.c", "src/cabundle.c", "src/core.c", "src/crypto.c",
         "src/hashing.c", "src/key.c", "src/options.c", "src/tcp.c",
-        "src/tls.c", "src/x509.c",
+        "src/tls.c", "src/verify.c", "src/x509.c",
       },
       libraries = { "mbedtls", "mbedx509", "mbedcrypto" },
       incdirs = { "$(MBEDTLS_INCDIR)" },

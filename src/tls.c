@@ -395,6 +395,16 @@ static void handshake_failed(struct tp_tls *t, int ret)
         break;
 #endif
     default:
+        if ((-ret & 0xFF80) >= 0x2080 && (-ret & 0xFF80) <= 0x3000) {
+            /* An X.509 parsing error: the peer's chain cannot be read. */
+            set_error(t, "ERR_UNAUTHORIZED", "TLS handshake failed: %s's "
+                      "certificate chain cannot be read (%s); a CA whose "
+                      "name constraints or other extensions are marked "
+                      "critical but not supported by mbedtls is refused",
+                      peer, text);
+            alert = MBEDTLS_SSL_ALERT_MSG_BAD_CERT;
+            break;
+        }
         set_error(t, "ERR_CONNECTION_ERROR", "TLS handshake failed: %s", text);
         break;
     }

@@ -8,11 +8,12 @@
 -- or stderr when nobody listens) and breaks neither the loop nor the other
 -- connections.
 local core = require "tlspeer.core"
+local check_options = require("tlspeer.options").check
 
 local StreamPeerTCP, TCPServer = core.StreamPeerTCP, core.TCPServer
 local StreamPeerTLS, TLSOptions = core.StreamPeerTLS, core.TLSOptions
 local X509Certificate, CryptoKey = core.X509Certificate, core.CryptoKey
-local now, wait_sockets = core._now, core._wait
+local now, wait_sockets, check_host = core._now, core._wait, core._check_host
 
 local TLS_HANDSHAKING = StreamPeerTLS.STATUS_HANDSHAKING
 local TLS_CONNECTED = StreamPeerTLS.STATUS_CONNECTED
@@ -68,41 +69,51 @@ local function events(names)
   return t
 end
 
------------------------------------------------------------ loading files
+---------------------------------------------------------------- options
 
-local function load_object(value, class, what, password)
-  if value == nil then return nil end
-  if type(value) == "string" then
-    local obj = class.new()
-    local ok, msg, code = obj:load(value, false, password)
-    if not ok then return nil, msg, code end
-    return obj
-  end
-  if getmetatable(value) == getmetatable(class.new()) then return value end
-  error(("bad option '%s' (path or %s expected, got %s)")
-    :format(what, class == CryptoKey and "CryptoKey" or "X509Certificate", type(value)), 3)
+-- What tls.listen and tls.connect take (see tlspeer.options); anything
+-- else raises.
+local LISTEN_OPTIONS = {
+  port = "number", bind = "string", certificate = "path or X509Certificate",
+  key = "path or CryptoKey", key_password = "string",
+  trusted = "path or X509Certificate", verify = "string", alpn = "list of strings",
+  min_version = "string", ciphersuites = "list of strings", handshake_timeout = "number",
+  session_tickets = "boolean",
+}
+local CONNECT_OPTIONS = {
+  host = "string", port = "number", timeout = "number",
+  trusted = "path or X509Certificate", unsafe = "boolean",
+  certificate = "path or X509Certificate", key = "path or CryptoKey", key_password = "string",
+  common_name = "string", alpn = "list of strings", min_version = "string",
+  ciphersuites = "list of strings",
+}
+
+-- A path is loaded into a new object of `class`; a loaded object (the
+-- option's kind is checked already) is used as it is.
+local function load_object(value, class, password)
+  if type(value) ~= "string" then return value end
+  local obj = class.new()
+  local ok, msg, code = obj:load(value, false, password)
+  if not ok then return nil, msg, code end
+  return obj
 end
 
--- opts[name] (or `default`): a port from `low` to 65535, or (low == nil)
--- a positive number of seconds.  Raises at the caller's caller.
-local function option_number(opts, name, default, low)
+-- opts[name] (or `default`), a number already: a port from `low` to
+-- 65535, or (low == nil) a positive number of seconds.  Raises at the
+-- caller of fname.
+local function option_number(opts, fname, name, default, low)
   local v = opts[name]
   if v == nil then v = default end
   if low then
     if math.type(v) ~= "integer" or v < low or v > 65535 then
-      error(("bad option '%s' (integer %d..65535 expected)"):format(name, low), 3)
+      error(("bad option '%s' to '%s' (integer %d..65535 expected, got %s)")
+        :format(name, fname, low, tostring(v)), 3)
     end
-  elseif type(v) ~= "number" or v <= 0 then
-    error(("bad option '%s' (positive number expected)"):format(name), 3)
+  elseif v <= 0 then
+    error(("bad option '%s' to '%s' (positive number expected, got %s)")
+      :format(name, fname, tostring(v)), 3)
   end
   return v
-end
-
-local function check_table(t, fname)
-  if type(t) ~= "table" then
-    error(("bad argument #1 to '%s' (table of options expected, got %s)")
-      :format(fname, type(t)), 3)
-  end
 end
 
 ------------------------------------------------------------ connections
@@ -207,26 +218,27 @@ end
 --             trusted = ..., verify = ..., alpn = {...}, key_password = ...,
 --             handshake_timeout = 10 }
 function M.listen(opts)
-  check_table(opts, "listen")
-  local port = option_number(opts, "port", 0, 0)
-  local handshake_timeout = option_number(opts, "handshake_timeout", 10)
+  check_options(opts, LISTEN_OPTIONS, "listen", 1)
+  local port = option_number(opts, "listen", "port", 0, 0)
+  local handshake_timeout = option_number(opts, "listen", "handshake_timeout", 10)
   if opts.certificate == nil or opts.key == nil then
     error("tls.listen needs 'certificate' and 'key' (paths or loaded objects)", 2)
   end
-  local cert, msg, code = load_object(opts.certificate, X509Certificate, "certificate")
+  local cert, msg, code = load_object(opts.certificate, X509Certificate)
   if not cert then return nil, msg, code end
   local key
-  key, msg, code = load_object(opts.key, CryptoKey, "key", opts.key_password)
+  key, msg, code = load_object(opts.key, CryptoKey, opts.key_password)
   if not key then return nil, msg, code end
   local trusted
   if opts.trusted ~= nil then
-    trusted, msg, code = load_object(opts.trusted, X509Certificate, "trusted")
+    trusted, msg, code = load_object(opts.trusted, X509Certificate)
     if not trusted then return nil, msg, code end
   end
   local options
   options, msg, code = TLSOptions.server(key, cert, {
     trusted_chain = trusted, verify = opts.verify, alpn = opts.alpn,
     min_version = opts.min_version, ciphersuites = opts.ciphersuites,
+    session_tickets = opts.session_tickets,
   })
   if not options then return nil, msg, code end
 
@@ -409,11 +421,15 @@ end
 -- Returns the client at once; the outcome comes as connection_established
 -- or connection_failed(message, code) from poll() / wait().
 function M.connect(opts)
-  check_table(opts, "connect")
+  check_options(opts, CONNECT_OPTIONS, "connect", 1)
   local host = opts.host
-  if type(host) ~= "string" or host == "" then error("bad option 'host' (string expected)", 2) end
-  local port = option_number(opts, "port", nil, 1)
-  local timeout = option_number(opts, "timeout", 10)
+  if host == nil then error("bad option 'host' to 'connect' (string expected, got nil)", 2) end
+  -- A bad name is the caller's mistake, like a bad port: it raises here,
+  -- before any connection (and it never reaches SNI).
+  local valid, why = check_host(host)
+  if not valid then error(("bad option 'host' to 'connect' (%s)"):format(why), 2) end
+  local port = option_number(opts, "connect", "port", nil, 1)
+  local timeout = option_number(opts, "connect", "timeout", 10)
   local self = setmetatable({
     host = host, port = port, timeout = timeout, outbox = {}, closed = false,
     established = false, started = now(),
@@ -427,16 +443,16 @@ function M.connect(opts)
   end
   local trusted, cert, key, msg, code
   if opts.trusted ~= nil then
-    trusted, msg, code = load_object(opts.trusted, X509Certificate, "trusted")
+    trusted, msg, code = load_object(opts.trusted, X509Certificate)
     if not trusted then return fail(msg, code) end
   end
   if (opts.certificate == nil) ~= (opts.key == nil) then
     error("options 'certificate' and 'key' go together", 2)
   end
   if opts.certificate ~= nil then
-    cert, msg, code = load_object(opts.certificate, X509Certificate, "certificate")
+    cert, msg, code = load_object(opts.certificate, X509Certificate)
     if not cert then return fail(msg, code) end
-    key, msg, code = load_object(opts.key, CryptoKey, "key", opts.key_password)
+    key, msg, code = load_object(opts.key, CryptoKey, opts.key_password)
     if not key then return fail(msg, code) end
   end
   local copts = { certificate = cert, key = key, alpn = opts.alpn,

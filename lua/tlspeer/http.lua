@@ -7,10 +7,11 @@
 -- read_response_body_chunk() until the status leaves STATUS_BODY.  With
 -- set_blocking_mode(true) each of those waits (in poll(2)) instead.
 local core = require "tlspeer.core"
+local check_options = require("tlspeer.options").check
 
 local StreamPeerTCP, StreamPeerTLS, TLSOptions =
   core.StreamPeerTCP, core.StreamPeerTLS, core.TLSOptions
-local now, wait_sockets = core._now, core._wait
+local now, wait_sockets, check_host = core._now, core._wait, core._check_host
 
 local MAX_HEADER_BYTES = 64 * 1024     -- status line + headers (+ trailers)
 local MAX_HEADERS = 256
@@ -84,11 +85,50 @@ local function has_crlf(s)
   return s:find("[\r\n]") ~= nil
 end
 
+-- s for a message, as the C core shows names: at most 200 bytes, any
+-- byte but printable ASCII as \xhh.
+local function printable(s)
+  local short = s:sub(1, 200):gsub(".", function(c)
+    local b = c:byte()
+    if b < 32 or b > 126 or b == 92 then return ("\\x%02x"):format(b) end
+  end)
+  return #s > 200 and short .. "..." or short
+end
+
 -- Percent-encoding for query strings (RFC 3986 unreserved kept).
 local function urlencode(s)
   return (tostring(s):gsub("[^%w%-%._~]", function(c)
     return ("%%%02X"):format(c:byte())
   end))
+end
+
+-- "host", "host:port", "[IPv6]" or "[IPv6]:port" (a bare IPv6 literal
+-- too) -> host, port (nil when none is given); or nil, message.  The host
+-- must be a valid name or IP literal (no CR, LF, NUL, space...), and
+-- brackets go only around an IPv6 literal.  Messages show only what passed
+-- the checks, so no caller's bytes reach them raw.
+local function parse_authority(authority)
+  local host, rest = authority:match("^%[([^%]]*)%](.*)$")
+  local bracketed = host ~= nil
+  if not host then
+    if select(2, authority:gsub(":", "")) > 1 then
+      host, rest = authority, ""                  -- ::1
+    else
+      host, rest = authority:match("^([^:]*)(.*)$")
+    end
+  end
+  local ok, msg = check_host(host)
+  if not ok then return nil, msg end
+  if bracketed and not host:find(":", 1, true) then
+    return nil, ("invalid host name '[%s]': brackets go only around an IPv6 address"):format(host)
+  end
+  if rest == "" or rest == ":" then return host, nil end
+  local digits = rest:match("^:(%d+)$")
+  local port = digits and #digits <= 5 and tonumber(digits)
+  if not port or port < 1 or port > 65535 then
+    return nil, ("invalid port after '%s' (1..65535 expected)"):format(host)
+  end
+  return host, port
 end
 
 ----------------------------------------------------------------- objects
@@ -103,7 +143,8 @@ function HTTPClient.new()
 end
 
 function HTTPClient:__tostring()
-  local where = self.host and ((self.use_tls and "https://" or "http://") .. self.host
+  local host = self.host and (self.host:find(":", 1, true) and ("[" .. self.host .. "]") or self.host)
+  local where = host and ((self.use_tls and "https://" or "http://") .. host
     .. ":" .. self.port) or "nowhere"
   return ("HTTPClient (%s, %s)"):format(STATUS_NAMES[self.status], where)
 end
@@ -158,11 +199,17 @@ end
 --------------------------------------------------------------- connecting
 
 -- client:connect_to_host(host, port = -1, tls_options = nil)
+-- `host` is a name or IP address ("[::1]" too), or a URL's start:
+-- "https://example.com:8443/..." (the scheme picks TLS; a port there is
+-- used when the `port` argument is -1 or the same).
 function HTTPClient:connect_to_host(host, port, tls_options)
   if type(host) ~= "string" or host == "" then argerror(1, "connect_to_host", "host name expected") end
   port = port == nil and -1 or port
   if math.type(port) ~= "integer" or port < -1 or port == 0 or port > 65535 then
     argerror(2, "connect_to_host", "port 1..65535 or -1 expected")
+  end
+  if tls_options ~= nil and getmetatable(tls_options) ~= getmetatable(TLSOptions.client_unsafe()) then
+    argerror(3, "connect_to_host", "TLSOptions expected")
   end
   local use_tls = false
   local scheme, rest = host:match("^(%a[%w+.-]*)://(.*)$")
@@ -174,13 +221,19 @@ function HTTPClient:connect_to_host(host, port, tls_options)
     end
     host = rest
   end
-  host = host:gsub("/.*$", "")
-  if host:match("^%[.*%]$") then host = host:sub(2, -2) end   -- [::1]
-  if host == "" then return nil, "the host name is empty", "ERR_INVALID_PARAMETER" end
-  if tls_options ~= nil then
-    if getmetatable(tls_options) ~= getmetatable(TLSOptions.client_unsafe()) then
-      argerror(3, "connect_to_host", "TLSOptions expected")
+  -- Checked here, before any connection: the name goes into the Host
+  -- header and SNI.
+  local url_port
+  host, url_port = parse_authority((host:gsub("[/?#].*$", "")))
+  if not host then return nil, url_port, "ERR_INVALID_PARAMETER" end
+  if url_port then
+    if port ~= -1 and port ~= url_port then
+      return nil, ("two ports for '%s': %d in the host string and %d as the argument")
+        :format(host, url_port, port), "ERR_INVALID_PARAMETER"
     end
+    port = url_port
+  end
+  if tls_options ~= nil then
     if tls_options:is_server() then
       return nil, "connect_to_host needs client TLSOptions, not server ones",
         "ERR_INVALID_PARAMETER"
@@ -460,12 +513,24 @@ function HTTPClient:_parse_head()
   end
 end
 
+-- The last coding of a Transfer-Encoding value (all its header lines,
+-- joined with ", "), in lower case without parameters; nil when it lists
+-- none.
+local function final_coding(te)
+  local last
+  for item in te:gmatch("[^,]+") do
+    local name = item:match("^%s*([^;%s]+)")
+    if name then last = name:lower() end
+  end
+  return last
+end
+
 function HTTPClient:_setup_body()
   local r, dict = self.response, self.response.dict
   local conn = (dict["Connection"] or ""):lower()
   r.keep_alive = not conn:find("close") and (not r.http10 or conn:find("keep%-alive") ~= nil)
   r.length = -1
-  local te = (dict["Transfer-Encoding"] or ""):lower()
+  local te = dict["Transfer-Encoding"]
   if r.method == "HEAD" or r.code == 204 or r.code == 304 or r.code == 101 then
     -- No body follows; for HEAD, Content-Length still tells the size a GET
     -- would have.
@@ -473,10 +538,27 @@ function HTTPClient:_setup_body()
       r.length = math.tointeger(tonumber((dict["Content-Length"]:match("^%s*(%d+)")))) or -1
     end
     r.done = true
-  elseif te:find("chunked") then
-    r.chunked = true
-    r.chunk_left = 0
-    r.chunk_state = "size"
+  elseif te then
+    -- RFC 9112, 6.1 and 6.3: chunked only when it is the final coding,
+    -- otherwise the body runs until the server closes.  Transfer-Encoding
+    -- overrides Content-Length; a response with both (request smuggling,
+    -- or a broken intermediary), or an HTTP/1.0 one with Transfer-Encoding,
+    -- is the last on its connection.
+    local final = final_coding(te)
+    if not final then
+      self:_fail(S.STATUS_CONNECTION_ERROR, ("invalid Transfer-Encoding %q"):format(te:sub(1, 40)),
+        "ERR_INVALID_DATA")
+      return false
+    end
+    if dict["Content-Length"] or r.http10 then r.keep_alive = false end
+    if final == "chunked" then
+      r.chunked = true
+      r.chunk_left = 0
+      r.chunk_state = "size"
+    else
+      r.until_close = true
+      r.keep_alive = false
+    end
   elseif dict["Content-Length"] then
     -- Repeated Content-Length headers must agree (RFC 9112, 6.3).
     local cl, first, ok = dict["Content-Length"], nil, true
@@ -789,22 +871,44 @@ local REDIRECTS = { [301] = true, [302] = true, [303] = true, [307] = true, [308
 local METHOD_IDS = {}
 for id, name in pairs(METHODS) do METHOD_IDS[name] = id end
 
--- "https://host:port/path?q" -> scheme, host, port, path
+-- "https://host:port/path?q" -> scheme, host, port, path; or nil, message
+-- (not http or https, or a bad host or port).
 local function parse_url(url)
   local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
-  if not scheme then return nil end
-  scheme = scheme:lower()
-  if scheme ~= "http" and scheme ~= "https" then return nil end
+  scheme = scheme and scheme:lower()
+  if scheme ~= "http" and scheme ~= "https" then
+    return nil, "http:// or https:// expected"
+  end
   local authority, path = rest:match("^([^/?#]*)(.*)$")
   authority = authority:gsub("^.*@", "")          -- no credentials in URLs
-  local host, port = authority:match("^%[(.+)%]:?(%d*)$")
-  if not host then host, port = authority:match("^([^:]*):?(%d*)$") end
-  if not host or host == "" then return nil end
-  port = port ~= "" and math.tointeger(tonumber(port)) or (scheme == "https" and 443 or 80)
-  if not port or port < 1 or port > 65535 then return nil end
+  local host, port = parse_authority(authority)
+  if not host then return nil, port end
+  port = port or (scheme == "https" and 443 or 80)
   path = path:gsub("#.*$", "")
   if path == "" then path = "/" elseif path:sub(1, 1) == "?" then path = "/" .. path end
   return scheme, host, port, path
+end
+
+-- The headers that a request redirected from URL `from` to URL `to`
+-- carries: a caller's credentials are for the origin (scheme, host, port)
+-- they were given for, so a redirect to another origin drops
+-- Authorization, Cookie and Proxy-Authorization, as curl does (and
+-- https -> http goes on without them); a Host the caller set is for that
+-- origin too (the new one gets its own).  `headers` is a list of
+-- "Name: value" lines; returns it, or a copy without those.  Every
+-- redirect of tls.request (and of HTTPRequest) goes through here.
+local CREDENTIALS = { authorization = true, cookie = true, ["proxy-authorization"] = true,
+                      host = true }
+
+local function redirect_headers(headers, from, to)
+  local s1, h1, p1 = parse_url(from)
+  local s2, h2, p2 = parse_url(to)
+  if s1 and s1 == s2 and h1:lower() == h2:lower() and p1 == p2 then return headers end
+  local kept = {}
+  for _, h in ipairs(headers) do
+    if not CREDENTIALS[h:match("^[^:]*"):lower()] then kept[#kept + 1] = h end
+  end
+  return kept
 end
 
 -- Resolves a Location header against the URL it came from.
@@ -819,42 +923,48 @@ local function resolve_location(base, location)
   return origin .. dir .. location
 end
 
+-- opts.output / opts.sink (their kinds checked) -> sink function, or nil
+-- and the path to write.
 local function open_sink(opts)
-  local sink, output = opts.sink, opts.output
-  if sink ~= nil and type(sink) ~= "function" then
-    error("bad option 'sink' (function expected)", 3)
-  end
-  if output == nil then return sink end
-  if io.type(output) == "file" then
-    return function(chunk) assert(output:write(chunk)) end
-  end
-  if type(output) ~= "string" then
-    error("bad option 'output' (path or open file expected)", 3)
-  end
-  return nil, output
+  local output = opts.output
+  if output == nil then return opts.sink end
+  if type(output) == "string" then return nil, output end
+  return function(chunk) assert(output:write(chunk)) end
 end
+
+-- What tls.request takes (see tlspeer.options); anything else raises.
+local REQUEST_OPTIONS = {
+  method = "string or number", headers = "table", body = "string",
+  tls_options = "TLSOptions", timeout = "number", max_redirects = "number",
+  output = "path or open file", sink = "function", chunk_size = "number",
+}
 
 -- tls.request(url, opts) -> body, code, headers | nil, message, code
 function HTTPClient.request_url(url, opts)
   if type(url) ~= "string" then argerror(1, "request", "URL string expected") end
-  opts = opts or {}
-  if type(opts) ~= "table" then argerror(2, "request", "table of options expected") end
+  if opts == nil then opts = {} end
+  check_options(opts, REQUEST_OPTIONS, "request", 2)
   local method = opts.method or "GET"
   if type(method) == "string" then method = METHOD_IDS[method:upper()] end
-  if math.type(method) ~= "integer" or not METHODS[method] then
-    error("bad option 'method' (\"GET\", \"POST\"... or a METHOD_* value expected)", 2)
+  if not METHODS[method] then
+    error("bad option 'method' to 'request' (\"GET\", \"POST\"... or a METHOD_* value expected)", 2)
   end
+  method = METHOD_IDS[METHODS[method]]        -- 2.0 -> 2
   local headers = normalise_headers(opts.headers, "request")
   local body = opts.body or ""
-  if type(body) ~= "string" then error("bad option 'body' (string expected)", 2) end
   local timeout = opts.timeout or 30
-  if type(timeout) ~= "number" or timeout <= 0 then
-    error("bad option 'timeout' (positive number of seconds expected)", 2)
+  if timeout <= 0 then
+    error("bad option 'timeout' to 'request' (positive number of seconds expected)", 2)
   end
   local max_redirects = opts.max_redirects or 8
-  if math.type(max_redirects) ~= "integer" or max_redirects < 0 then
-    error("bad option 'max_redirects' (non-negative integer expected)", 2)
+  if max_redirects < 0 or max_redirects % 1 ~= 0 then
+    error("bad option 'max_redirects' to 'request' (non-negative integer expected)", 2)
   end
+  local chunk_size = opts.chunk_size or 65536
+  if chunk_size % 1 ~= 0 or chunk_size < 256 or chunk_size > 16 * 1024 * 1024 then
+    error("bad option 'chunk_size' to 'request' (integer from 256 to 16777216 expected)", 2)
+  end
+  chunk_size = math.floor(chunk_size)
   local sink, path = open_sink(opts)
   local deadline = now() + timeout
   local redirects = 0
@@ -862,12 +972,12 @@ function HTTPClient.request_url(url, opts)
   while true do
     local scheme, host, port, target = parse_url(url)
     if not scheme then
-      return nil, ("invalid URL '%s' (http:// or https:// expected)"):format(url),
-        "ERR_INVALID_PARAMETER"
+      -- Only the caller's URL gets here: a redirect's is checked below.
+      return nil, ("invalid URL '%s' (%s)"):format(printable(url), host), "ERR_INVALID_PARAMETER"
     end
     local client = HTTPClient.new()
     client:set_blocking_mode(true)
-    client:set_read_chunk_size(opts.chunk_size or 65536)
+    client:set_read_chunk_size(chunk_size)
     local function left() return math.max(deadline - now(), 0.001) end
     client:set_timeout(left())
     local tls_options = scheme == "https" and opts.tls_options or nil
@@ -900,14 +1010,20 @@ function HTTPClient.request_url(url, opts)
       end
       redirects = redirects + 1
       client:close()              -- a fresh connection follows the redirect
-      url = resolve_location(url, location)
-      -- The Location is the server's: a target request() would refuse (a
-      -- space, a line break) is the server's fault, not an argument error.
-      local _, _, _, next_target = parse_url(url)
-      if next_target and (next_target:find(" ", 1, true) or has_crlf(next_target)) then
-        return nil, ("the server redirected to an invalid URL %q"):format(location:sub(1, 200)),
-          "ERR_INVALID_DATA"
+      -- The Location is the server's: a URL parse_url or request() would
+      -- refuse (a bad host, a space or line break) is the server's fault,
+      -- not an argument error.
+      local next_url = resolve_location(url, location)
+      local next_scheme, why, _, next_target = parse_url(next_url)
+      if next_scheme and (next_target:find(" ", 1, true) or has_crlf(next_target)) then
+        next_scheme, why = nil, "a space or line break in the path"
       end
+      if not next_scheme then
+        return nil, ("the server redirected to an invalid URL '%s' (%s)")
+          :format(printable(location), why), "ERR_INVALID_DATA"
+      end
+      headers = redirect_headers(headers, url, next_url)
+      url = next_url
       if status == 303 or ((status == 301 or status == 302) and METHODS[method] == "POST") then
         method, body = METHOD_IDS.GET, ""
         local kept = {}
@@ -973,5 +1089,6 @@ function HTTPClient.request_url(url, opts)
 end
 
 HTTPClient.parse_url = parse_url
+HTTPClient._redirect_headers = redirect_headers     -- for HTTPRequest
 
 return HTTPClient
