@@ -423,3 +423,30 @@ describe("issue 9: a failed handshake ends with an alert", function()
     end)
   end
 end)
+
+describe("issue 9 #10: the C constructors' options are checked by name too", function()
+  local crypto = tls.Crypto.new()
+  local key = assert(crypto:generate_ec())
+  local cert = assert(crypto:generate_self_signed_certificate(key, "CN=localhost"))
+
+  it("TLSOptions.client, client_unsafe and server raise on an unknown option, listing the known ones", function()
+    assert.has_error(function() tls.TLSOptions.client(cert, "", { trusted_chain = cert }) end,
+      "unknown option 'trusted_chain' to 'client' (known: alpn, certificate, ciphersuites, key, "
+      .. "min_version, session_tickets)")
+    assert.has_error(function() tls.TLSOptions.client_unsafe(nil, { unsafe = true }) end,
+      "unknown option 'unsafe' to 'client_unsafe' (known: alpn, certificate, ciphersuites, key, "
+      .. "min_version, session_tickets)")
+    assert.has_error(function() tls.TLSOptions.server(key, cert, { verfiy = "required" }) end,
+      "unknown option 'verfiy' to 'server' (known: alpn, ciphersuites, min_version, "
+      .. "session_tickets, trusted_chain, verify)")
+    assert.has_error(function() tls.TLSOptions.server(key, cert, { [1] = "x" }) end)
+  end)
+
+  it("certificate generation raises on an unknown option", function()
+    assert.has_error(function() crypto:generate_self_signed_certificate(key, "CN=x", nil, nil, { sans = {} }) end,
+      "unknown option 'sans' to 'generate_self_signed_certificate' (known: ca, client, san)")
+    assert.has_error(function()
+      crypto:issue_certificate(key, "CN=y", key, cert, "20200101000000", "20300101000000", { CA = true })
+    end, "unknown option 'CA' to 'issue_certificate' (known: ca, client, san)")
+  end)
+end)

@@ -146,6 +146,36 @@ int tp_optboolean(lua_State *L, int arg, int def)
     return lua_toboolean(L, arg);
 }
 
+void tp_checkoptnames(lua_State *L, int idx, const char *const known[],
+                      const char *fname)
+{
+    idx = lua_absindex(L, idx);
+    if (!lua_istable(L, idx))
+        return;
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        int i, ok = 0;
+        lua_pop(L, 1);
+        if (lua_type(L, -1) == LUA_TSTRING)
+            for (i = 0; known[i] != NULL && !ok; i++)
+                ok = strcmp(lua_tostring(L, -1), known[i]) == 0;
+        if (!ok) {
+            luaL_Buffer b;
+            luaL_buffinit(L, &b);
+            for (i = 0; known[i] != NULL; i++) {
+                if (i > 0)
+                    luaL_addstring(&b, ", ");
+                luaL_addstring(&b, known[i]);
+            }
+            luaL_pushresult(&b);
+            luaL_error(L, "unknown option '%s' to '%s' (known: %s)",
+                       lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2)
+                                                      : luaL_typename(L, -2),
+                       fname, lua_tostring(L, -1));
+        }
+    }
+}
+
 mbedtls_md_type_t tp_checkhash(lua_State *L, int arg)
 {
     switch (luaL_checkinteger(L, arg)) {

@@ -90,6 +90,11 @@ TP_HIDDEN void *tp_rng(lua_State *L);
 TP_HIDDEN int tp_rng_random(void *rng, unsigned char *out, size_t len);
 TP_HIDDEN int tp_rng_open(lua_State *L); /* 0, or pushes a failure (3) */
 
+/* Raises "unknown option 'x' to 'fname' (known: ...)" when the options
+ * table at idx has a key not in `known` (NULL-terminated, sorted). */
+TP_HIDDEN void tp_checkoptnames(lua_State *L, int idx,
+                                const char *const known[], const char *fname);
+
 /* Hash type enum -> mbedtls type; raises on an unknown value. */
 TP_HIDDEN mbedtls_md_type_t tp_checkhash(lua_State *L, int arg);
 

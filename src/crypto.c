@@ -468,6 +468,12 @@ static int make_certificate(lua_State *L, int sk, int sn, int ik, int ic,
     size_t cap;
     int err, san, len = 0, is_rsa, nret = 0;
 
+    {
+        static const char *const names[] = {"ca", "client", "san", NULL};
+        tp_checkoptnames(L, op, names, self_signed
+                         ? "generate_self_signed_certificate"
+                         : "issue_certificate");
+    }
     check_opts(L, op, &o);
 
     /* Runtime checks, each with what to do about it. */

@@ -447,17 +447,36 @@ static int client_identity(lua_State *L, int optidx, int anchor,
     return 0;
 }
 
+static const char *const client_opts[] = {
+    "alpn", "certificate", "ciphersuites", "key", "min_version",
+    "session_tickets", NULL
+};
+static const char *const server_opts[] = {
+    "alpn", "ciphersuites", "min_version", "session_tickets", "trusted_chain",
+    "verify", NULL
+};
+
 /* TLSOptions.client(trusted_chain = nil, common_name_override = "", opts) */
 static int options_client(lua_State *L)
 {
     struct tp_options *o;
     int anchor, r;
+    size_t cnlen;
+    const char *cn;
+    char why[120];
     lua_settop(L, 3);
     if (!lua_isnil(L, 1))
         tp_checkcert(L, 1);
-    luaL_optstring(L, 2, "");
+    cn = luaL_optlstring(L, 2, "", &cnlen);
     if (!lua_isnil(L, 3))
         luaL_checktype(L, 3, LUA_TTABLE);
+    tp_checkoptnames(L, 3, client_opts, "client");
+    /* The override is verified and sent as SNI: a whole, valid name. */
+    if (cnlen > 0 && tp_check_hostname(cn, cnlen, why, sizeof why) != 0) {
+        tp_pushprintable(L, cn, cnlen, 80);
+        return tp_fail(L, "ERR_INVALID_PARAMETER", "invalid common name "
+                       "override '%s': %s", lua_tostring(L, -1), why);
+    }
     o = new_options(L, 0);                             /* 4 */
     lua_getiuservalue(L, 4, 1);                        /* 5: anchor */
     anchor = 5;
@@ -495,6 +514,7 @@ static int options_client_unsafe(lua_State *L)
         tp_checkcert(L, 1);
     if (!lua_isnil(L, 2))
         luaL_checktype(L, 2, LUA_TTABLE);
+    tp_checkoptnames(L, 2, client_opts, "client_unsafe");
     o = new_options(L, 0);                             /* 3 */
     o->unsafe = 1;
     lua_getiuservalue(L, 3, 1);                        /* 4 */
@@ -534,6 +554,7 @@ static int options_server(lua_State *L)
     crt = tp_checkcert(L, 2);
     if (!lua_isnil(L, 3))
         luaL_checktype(L, 3, LUA_TTABLE);
+    tp_checkoptnames(L, 3, server_opts, "server");
     o = new_options(L, 1);                             /* 4 */
     lua_getiuservalue(L, 4, 1);                        /* 5 */
     if (mbedtls_pk_get_type(pk) == MBEDTLS_PK_NONE || tp_key_is_public_only(L, 1))
