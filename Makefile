@@ -1,4 +1,4 @@
-# tlspeer - TLS and crypto for Lua 5.4 on mbedtls.
+# tlspeer - TLS and crypto for Lua (5.1, 5.2, 5.3, 5.4, LuaJIT) on mbedtls.
 #
 #   make                 build tlspeer/core.so
 #   make test            run the specs (installs missing Debian packages)
@@ -6,10 +6,23 @@
 #   make certs           dev CA, server and client certificates in certs/
 #   make install         PREFIX=/usr/local DESTDIR=
 #   make MBEDTLS_PREFIX=$(scripts/mbedtls3.sh)   build against mbedtls 3.6
+#   make LUA=5.1|5.2|5.3|5.4|luajit              for another Lua (5.4 default)
 
-LUA_VERSION  ?= 5.4
-LUA          ?= lua$(LUA_VERSION)
-LUA_INCDIR   ?= $(shell pkg-config --variable=includedir lua$(LUA_VERSION) 2>/dev/null || echo /usr/include)/lua$(LUA_VERSION)
+# The Lua runtime: LUA names it, LUA_BIN is its interpreter, LUA_VERSION
+# the module ABI (LuaJIT's is 5.1's), LUA_INCDIR its headers.  Each
+# runtime builds into a directory of its own (5.4 into build/).
+LUA          ?= 5.4
+ifeq ($(LUA),luajit)
+LUA_BIN      ?= luajit
+LUA_VERSION  ?= 5.1
+LUA_INCDIR   ?= /usr/include/luajit-2.1
+LUA_BUILD     = build-luajit
+else
+LUA_BIN      ?= lua$(LUA)
+LUA_VERSION  ?= $(LUA)
+LUA_INCDIR   ?= /usr/include/lua$(LUA)
+LUA_BUILD     = $(if $(filter 5.4,$(LUA)),build,build-lua$(LUA))
+endif
 PREFIX       ?= /usr/local
 DESTDIR      ?=
 LUA_LIBDIR   ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
@@ -36,11 +49,18 @@ endif
 
 # BUILD holds objects and, under BUILD/tlspeer/, a copy of the module; the
 # default build also puts the module at ./tlspeer/core.so for the specs.
-BUILD  ?= build
+BUILD  ?= $(LUA_BUILD)
 SRCS    = $(wildcard src/*.c)
 OBJS    = $(SRCS:src/%.c=$(BUILD)/%.o)
 TARGET  = $(BUILD)/tlspeer/core.so
-BUSTED  = $(LUA) /usr/bin/busted
+# busted is a Lua program: it runs on the runtime under test.  LuaJIT takes
+# the 5.1 modules Debian's lua-busted installs; the specs learn which
+# interpreter to start for subprocesses from TLSPEER_LUA.
+ifeq ($(LUA),luajit)
+BUSTED_ENV = LUA_PATH='/usr/share/lua/5.1/?.lua;/usr/share/lua/5.1/?/init.lua;;' \
+             LUA_CPATH='/usr/lib/x86_64-linux-gnu/lua/5.1/?.so;;'
+endif
+BUSTED  = TLSPEER_LUA=$(LUA_BIN) $(BUSTED_ENV) $(LUA_BIN) /usr/bin/busted
 
 .PHONY: all deps test demo certs dev-certs spec-helpers ca-bundle install uninstall clean FORCE
 
@@ -63,11 +83,11 @@ $(TARGET): $(OBJS)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(OBJS) $(LIBS)
 
 deps:
-	@sh scripts/deps.sh
+	@sh scripts/deps.sh $(LUA)
 
 # The specs and the demo use the dev certificates: made when missing.
 dev-certs: all
-	@$(LUA) certs/generate.lua >/dev/null
+	@TLSPEER_BUILD=$(BUILD) $(LUA_BIN) certs/generate.lua >/dev/null
 
 # C helpers of the specs (not part of tlspeer): spec_fork (fork(2)).
 SPEC_HELPERS = $(BUILD)/spec_fork.so
@@ -79,10 +99,10 @@ test: deps all dev-certs spec-helpers
 	$(BUSTED) --cpath='$(BUILD)/?.so' $(BUSTED_ARGS)
 
 certs: deps all
-	$(LUA) certs/generate.lua
+	TLSPEER_BUILD=$(BUILD) $(LUA_BIN) certs/generate.lua
 
 demo: deps all dev-certs
-	$(LUA) examples/demo.lua
+	TLSPEER_BUILD=$(BUILD) $(LUA_BIN) examples/demo.lua
 
 # The fallback CA bundle: Mozilla's roots as Debian's ca-certificates
 # package ships them (see certs/CA-BUNDLE.md).
@@ -124,7 +144,7 @@ FUZZ_ARGS    ?=
 FUZZ_BUILD    = fuzz/build
 # The harnesses are programs that embed a Lua state, so they (and only
 # they) link the Lua library; the module never does.
-FUZZ_LUALIB  ?= -l$(LUA)
+FUZZ_LUALIB  ?= -llua5.4
 FUZZ_OBJS     = $(SRCS:src/%.c=$(FUZZ_BUILD)/obj/%.o)
 FUZZ_ALL_CFLAGS = $(FUZZ_CFLAGS) $(FUZZ_SAN) -std=c99 -D_POSIX_C_SOURCE=200809L \
               -I$(LUA_INCDIR) -DTLSPEER_SHAREDIR='"$(TLSPEER_SHAREDIR)"'
@@ -199,10 +219,10 @@ valgrind: deps all dev-certs spec-helpers
 .PHONY: bench
 .PHONY: bench-deps
 bench:
-	QUICK='$(QUICK)' MBEDTLS_PREFIX='$(MBEDTLS_PREFIX)' LUA='$(LUA)' CC='$(CC)' \
+	QUICK='$(QUICK)' MBEDTLS_PREFIX='$(MBEDTLS_PREFIX)' LUA='$(LUA_BIN)' CC='$(CC)' \
 	  MAKE='$(MAKE)' sh bench/run.sh
 
 bench-deps:
-	@$(LUA) -e 'require "ssl"; require "socket"' 2>/dev/null && command -v gnuplot >/dev/null || \
+	@$(LUA_BIN) -e 'require "ssl"; require "socket"' 2>/dev/null && command -v gnuplot >/dev/null || \
 	  { s=; [ "$$(id -u)" -eq 0 ] || s=sudo; \
 	    DEBIAN_FRONTEND=noninteractive $$s apt-get install -y -qq lua-sec lua-socket gnuplot-nox; }

@@ -10,9 +10,7 @@
 -- written with mode 0600 and are never committed.
 
 local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
-local root = here .. "/.."
-package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
-package.cpath = root .. "/build/?.so;" .. package.cpath
+dofile(here .. "/../examples/_path.lua")            -- lua/ and the build
 
 local tls = require "tlspeer"
 

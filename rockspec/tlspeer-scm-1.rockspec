@@ -30,7 +30,6 @@ build = {
   type = "builtin",
   modules = {
     ["tlspeer"] = "lua/tlspeer/init.lua",
-    ["tlspeer.streampeer"] = "lua/tlspeer/streampeer.lua",
     ["tlspeer.helpers"] = "lua/tlspeer/helpers.lua",
     ["tlspeer.pipe"] = "lua/tlspeer/pipe.lua",
     ["tlspeer.http"] = "lua/tlspeer/http.lua",
@@ -38,8 +37,8 @@ build = {
     ["tlspeer.core"] = {
       sources = {
         "src/aux.c", "src/cabundle.c", "src/core.c", "src/crypto.c",
-        "src/hashing.c", "src/key.c", "src/options.c", "src/tcp.c",
-        "src/tls.c", "src/verify.c", "src/x509.c",
+        "src/hashing.c", "src/key.c", "src/options.c", "src/streampeer.c",
+        "src/tcp.c", "src/tls.c", "src/verify.c", "src/x509.c",
       },
       libraries = { "mbedtls", "mbedx509", "mbedcrypto" },
       incdirs = { "$(MBEDTLS_INCDIR)" },

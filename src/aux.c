@@ -122,11 +122,13 @@ int tp_fail_mbedtls(lua_State *L, int err, const char *code,
 lua_Integer tp_checkrange(lua_State *L, int arg, lua_Integer lo,
                           lua_Integer hi)
 {
-    lua_Integer v = luaL_checkinteger(L, arg);
-    if (v < lo || v > hi)
-        luaL_argerror(L, arg, lua_pushfstring(L,
-            "value %I out of range (%I..%I)", (LUAI_UACINT)v,
-            (LUAI_UACINT)lo, (LUAI_UACINT)hi));
+    lua_Integer v = tp_checkinteger(L, arg);
+    if (v < lo || v > hi) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "value %lld out of range (%lld..%lld)",
+                 (long long)v, (long long)lo, (long long)hi);
+        luaL_argerror(L, arg, msg);
+    }
     return v;
 }
 
@@ -178,7 +180,7 @@ void tp_checkoptnames(lua_State *L, int idx, const char *const known[],
 
 mbedtls_md_type_t tp_checkhash(lua_State *L, int arg)
 {
-    switch (luaL_checkinteger(L, arg)) {
+    switch (tp_checkinteger(L, arg)) {
     case TP_HASH_MD5:    return MBEDTLS_MD_MD5;
     case TP_HASH_SHA1:   return MBEDTLS_MD_SHA1;
     case TP_HASH_SHA256: return MBEDTLS_MD_SHA256;
@@ -280,14 +282,20 @@ unsigned char *tp_scratch(lua_State *L, size_t size)
 void tp_pushhex(lua_State *L, const unsigned char *p, size_t len)
 {
     static const char digits[] = "0123456789abcdef";
+    char out[256];
     luaL_Buffer b;
-    char *out = luaL_buffinitsize(L, &b, len * 2 + 1);
-    size_t i;
+    size_t i, n = 0;
+    luaL_buffinit(L, &b);
     for (i = 0; i < len; i++) {
-        out[2 * i] = digits[p[i] >> 4];
-        out[2 * i + 1] = digits[p[i] & 15];
+        out[n++] = digits[p[i] >> 4];
+        out[n++] = digits[p[i] & 15];
+        if (n == sizeof out) {
+            luaL_addlstring(&b, out, n);
+            n = 0;
+        }
     }
-    luaL_pushresultsize(&b, len * 2);
+    luaL_addlstring(&b, out, n);
+    luaL_pushresult(&b);
 }
 
 const char *tp_pushprintable(lua_State *L, const char *s, size_t len,

@@ -25,6 +25,7 @@
 typedef struct tp_obj {
     unsigned char closed;
     unsigned char pinned;     /* a TLSOptions points into it: free in __gc */
+    unsigned char big_endian; /* StreamPeers: the typed methods' order */
 } tp_obj;
 
 /* Marks the object at idx as held by a TLSOptions: closing it then only
@@ -226,6 +227,11 @@ TP_HIDDEN void tp_options_push_sessions(lua_State *L, int idx);
 /* The default CA bundle (an X509Certificate, loaded once): pushes it and
  * returns 1, or pushes a failure and returns 3. */
 TP_HIDDEN int tp_cabundle_push(lua_State *L);
+
+/* The typed StreamPeer methods (streampeer.c), added to the methods table
+ * at `methods` of class `tname`, over its get_data and put_data. */
+TP_HIDDEN void tp_streampeer_install(lua_State *L, int methods,
+                                     const char *tname);
 
 /* Class openers: each pushes its class table. */
 TP_HIDDEN void tp_open_crypto(lua_State *L);

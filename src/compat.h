@@ -4,7 +4,7 @@
  * testing version macros themselves.
  *
  * mbedtls: 2.28 LTS (Debian bookworm) and 3.6 LTS.
- * Lua:     5.4 (5.1/5.3/LuaJIT shims are kept minimal until they are built).
+ * Lua:     5.1, LuaJIT 2.1, 5.2, 5.3 and 5.4.
  */
 #ifndef TLSPEER_COMPAT_H
 #define TLSPEER_COMPAT_H
@@ -26,12 +26,193 @@
 
 /* ---------------------------------------------------------------- Lua */
 
+/*
+ * tlspeer is written against Lua 5.4's API; for 5.1, LuaJIT 2.1, 5.2 and
+ * 5.3 the functions it uses are provided here (static inline, so each file
+ * that needs one gets its own copy and nothing is exported).  LuaJIT has a
+ * few of 5.2's functions itself (luaL_setfuncs, luaL_testudata,
+ * luaL_setmetatable, lua_tointegerx); the macros below replace them with
+ * these copies, so 5.1 and LuaJIT need no telling apart.
+ */
+
+#ifndef LUA_OK
+#define LUA_OK 0
+#endif
+
+/* Integers: 5.1 and 5.2 convert any number with luaL_checkinteger
+ * (truncating 1.5 to 1); tlspeer wants an integral value, as 5.3 does. */
+#if LUA_VERSION_NUM >= 503
+#define tp_checkinteger(L, arg) luaL_checkinteger((L), (arg))
+#define tp_isinteger(L, idx)    lua_isinteger((L), (idx))
+#else
+static inline int tp_isinteger(lua_State *L, int idx)
+{
+    lua_Number n;
+    if (lua_type(L, idx) != LUA_TNUMBER)
+        return 0;
+    n = lua_tonumber(L, idx);
+    return n >= -9223372036854775808.0 && n < 9223372036854775808.0 &&
+           (lua_Number)(lua_Integer)n == n;
+}
+static inline lua_Integer tp_checkinteger(lua_State *L, int arg)
+{
+    luaL_checknumber(L, arg);
+    if (!tp_isinteger(L, arg))
+        luaL_argerror(L, arg, "number has no integer representation");
+    return (lua_Integer)lua_tonumber(L, arg);
+}
+#endif
+
+/* Whether lua_Integer holds every 64-bit value (5.3, 5.4); elsewhere
+ * 64-bit values travel as numbers, exact up to 2^53. */
+#define TP_INT64 (LUA_VERSION_NUM >= 503)
+
+#if LUA_VERSION_NUM < 502                           /* 5.1, LuaJIT */
+
+#define lua_rawlen(L, i)     lua_objlen((L), (i))
+#define lua_absindex(L, i) \
+    ((i) > 0 || (i) <= LUA_REGISTRYINDEX ? (i) : lua_gettop(L) + (i) + 1)
+
+static inline void tp_compat_rawgetp(lua_State *L, int idx, const void *p)
+{
+    idx = lua_absindex(L, idx);
+    lua_pushlightuserdata(L, (void *)p);
+    lua_rawget(L, idx);
+}
+static inline void tp_compat_rawsetp(lua_State *L, int idx, const void *p)
+{
+    idx = lua_absindex(L, idx);
+    lua_pushlightuserdata(L, (void *)p);
+    lua_insert(L, -2);
+    lua_rawset(L, idx);
+}
+#define lua_rawgetp(L, i, p) (tp_compat_rawgetp((L), (i), (p)), lua_type((L), -1))
+#define lua_rawsetp(L, i, p) tp_compat_rawsetp((L), (i), (p))
+
+static inline void tp_compat_setfuncs(lua_State *L, const luaL_Reg *l, int nup)
+{
+    luaL_checkstack(L, nup, "too many upvalues");
+    for (; l->name != NULL; l++) {
+        int i;
+        for (i = 0; i < nup; i++)
+            lua_pushvalue(L, -nup);
+        lua_pushcclosure(L, l->func, nup);
+        lua_setfield(L, -(nup + 2), l->name);
+    }
+    lua_pop(L, nup);
+}
+#define luaL_setfuncs(L, l, n) tp_compat_setfuncs((L), (l), (n))
+
+static inline void *tp_compat_testudata(lua_State *L, int idx, const char *tname)
+{
+    void *p = lua_touserdata(L, idx);
+    if (p == NULL || !lua_getmetatable(L, idx))
+        return NULL;
+    luaL_getmetatable(L, tname);
+    if (!lua_rawequal(L, -1, -2))
+        p = NULL;
+    lua_pop(L, 2);
+    return p;
+}
+#define luaL_testudata(L, i, t) tp_compat_testudata((L), (i), (t))
+
+#define luaL_setmetatable(L, t) \
+    (luaL_getmetatable((L), (t)), lua_setmetatable((L), -2))
+
+static inline lua_Integer tp_compat_tointegerx(lua_State *L, int idx, int *isnum)
+{
+    int ok = tp_isinteger(L, idx);
+    if (isnum != NULL)
+        *isnum = ok;
+    return ok ? (lua_Integer)lua_tonumber(L, idx) : 0;
+}
+#define lua_tointegerx(L, i, n) tp_compat_tointegerx((L), (i), (n))
+
+/* luaL_Buffer: 5.1 prepares LUAL_BUFFERSIZE bytes at a time. */
+#define TP_BUFFER_CHUNK LUAL_BUFFERSIZE
+#define luaL_prepbuffsize(B, n) luaL_prepbuffer(B)
+
+/* The user values of a userdata live in a table, its environment. */
+#define tp_compat_getuvtable(L, i) lua_getfenv((L), (i))
+#define tp_compat_setuvtable(L, i) lua_setfenv((L), (i))
+
+#else                                               /* 5.2 - 5.4 */
+
+#define TP_BUFFER_CHUNK (64 * 1024)
+#define tp_compat_getuvtable(L, i) lua_getuservalue((L), (i))
+#define tp_compat_setuvtable(L, i) lua_setuservalue((L), (i))
+
+#endif
+
+/* lua_getfield and friends return the value's type from 5.3 on. */
+#if LUA_VERSION_NUM < 503
+static inline int tp_compat_getfield(lua_State *L, int idx, const char *k)
+{
+    lua_getfield(L, idx, k);
+    return lua_type(L, -1);
+}
+static inline int tp_compat_rawgeti(lua_State *L, int idx, lua_Integer n)
+{
+    lua_rawgeti(L, idx, (int)n);
+    return lua_type(L, -1);
+}
+#define lua_getfield(L, i, k) tp_compat_getfield((L), (i), (k))
+#define lua_rawgeti(L, i, n)  tp_compat_rawgeti((L), (i), (n))
+#endif
+#if LUA_VERSION_NUM == 502
+static inline int tp_compat_rawgetp52(lua_State *L, int idx, const void *p)
+{
+    lua_rawgetp(L, idx, p);
+    return lua_type(L, -1);
+}
+#define lua_rawgetp(L, i, p) tp_compat_rawgetp52((L), (i), (p))
+#endif
+
+/* Several user values per userdata is 5.4's; before, the one user value
+ * (5.2, 5.3) or the environment (5.1) holds a table of them. */
 #if LUA_VERSION_NUM < 504
-/* One user value is all 5.3 offers; 5.1/LuaJIT will need a table in the
- * environment slot.  Only index 1 is used through these macros. */
-#define lua_newuserdatauv(L, sz, nuv) lua_newuserdata((L), (sz))
-#define lua_getiuservalue(L, idx, n)  lua_getuservalue((L), (idx))
-#define lua_setiuservalue(L, idx, n)  lua_setuservalue((L), (idx))
+static inline void *tp_compat_newuserdatauv(lua_State *L, size_t size, int nuv)
+{
+    void *p = lua_newuserdata(L, size);
+    if (nuv > 0) {
+        lua_createtable(L, nuv, 0);
+        tp_compat_setuvtable(L, -2);
+    }
+    return p;
+}
+static inline int tp_compat_getiuservalue(lua_State *L, int idx, int n)
+{
+    idx = lua_absindex(L, idx);
+    tp_compat_getuvtable(L, idx);
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+        return LUA_TNONE;
+    }
+    lua_rawgeti(L, -1, n);
+    lua_remove(L, -2);
+    return lua_type(L, -1);
+}
+static inline int tp_compat_setiuservalue(lua_State *L, int idx, int n)
+{
+    idx = lua_absindex(L, idx);
+    tp_compat_getuvtable(L, idx);
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 2);
+        return 0;
+    }
+    lua_insert(L, -2);
+    lua_rawseti(L, -2, n);
+    lua_pop(L, 1);
+    return 1;
+}
+#define lua_newuserdatauv(L, s, n)  tp_compat_newuserdatauv((L), (s), (n))
+#define lua_getiuservalue(L, i, n)  tp_compat_getiuservalue((L), (i), (n))
+#define lua_setiuservalue(L, i, n)  tp_compat_setiuservalue((L), (i), (n))
+
+#define luaL_typeerror(L, arg, tname) \
+    luaL_argerror((L), (arg), lua_pushfstring((L), "%s expected, got %s", \
+                  (tname), luaL_typename((L), (arg))))
 #endif
 
 /* ------------------------------------------------------------ mbedtls */

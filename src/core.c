@@ -79,6 +79,14 @@ static int core_check_host(lua_State *L)
     return 1;
 }
 
+/* core._is_integer(v): whether v is a number with an integral value that
+ * fits lua_Integer (math.type(v) == "integer" on 5.3+, for every runtime). */
+static int core_is_integer(lua_State *L)
+{
+    lua_pushboolean(L, tp_isinteger(L, 1));
+    return 1;
+}
+
 /* core._now(): a monotonic clock in seconds. */
 static int core_now(lua_State *L)
 {
@@ -150,6 +158,8 @@ int luaopen_tlspeer_core(lua_State *L)
 
     lua_pushcfunction(L, core_wait);
     lua_setfield(L, -2, "_wait");
+    lua_pushcfunction(L, core_is_integer);
+    lua_setfield(L, -2, "_is_integer");
     lua_pushcfunction(L, core_check_host);
     lua_setfield(L, -2, "_check_host");
     lua_pushcfunction(L, core_now);

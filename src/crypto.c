@@ -64,6 +64,8 @@ static int crypto_generate_random_bytes(lua_State *L)
         int err;
         if (n > MBEDTLS_CTR_DRBG_MAX_REQUEST)
             n = MBEDTLS_CTR_DRBG_MAX_REQUEST;
+        if (n > TP_BUFFER_CHUNK)
+            n = TP_BUFFER_CHUNK;
         out = (unsigned char *)luaL_prepbuffsize(&b, n);
         err = tp_rng_random(rng, out, n);
         if (err != 0)

@@ -231,7 +231,6 @@ static int aes_update(lua_State *L)
     size_t len, i;
     const unsigned char *src =
         (const unsigned char *)luaL_checklstring(L, 2, &len);
-    luaL_Buffer b;
     unsigned char *out;
     int err = 0;
 
@@ -241,7 +240,7 @@ static int aes_update(lua_State *L)
     if (len % 16 != 0)
         return luaL_argerror(L, 2, "data size must be a multiple of 16 "
                              "bytes (AESContext does no padding)");
-    out = (unsigned char *)luaL_buffinitsize(L, &b, len);
+    out = tp_scratch(L, len);
     switch (a->mode) {
     case AES_ECB_ENCRYPT:
     case AES_ECB_DECRYPT:
@@ -259,9 +258,12 @@ static int aes_update(lua_State *L)
                                         len, a->iv, src, out);
         break;
     }
-    if (err != 0)
+    if (err != 0) {
+        mbedtls_platform_zeroize(out, len);
         return tp_fail_mbedtls(L, err, "FAILED", "AES update failed");
-    luaL_pushresultsize(&b, len);
+    }
+    lua_pushlstring(L, (const char *)out, len);
+    mbedtls_platform_zeroize(out, len);    /* plaintext, one way or the other */
     return 1;
 }
 

@@ -31,7 +31,6 @@ struct tp_tcp {
     int status;
     unsigned char peer_closed;   /* EOF seen: buffered bytes still readable */
     unsigned char no_delay;
-    unsigned char big_endian;
     double timeout;              /* seconds; get_data/put_data */
     char host[INET6_ADDRSTRLEN];
     int port;
@@ -757,14 +756,14 @@ static int tcp_set_big_endian(lua_State *L)
 {
     struct tp_tcp *t = checktcp(L);
     luaL_checktype(L, 2, LUA_TBOOLEAN);
-    t->big_endian = (unsigned char)lua_toboolean(L, 2);
+    t->hdr.big_endian = (unsigned char)lua_toboolean(L, 2);
     return 0;
 }
 
 static int tcp_is_big_endian_enabled(lua_State *L)
 {
     struct tp_tcp *t = checktcp(L);
-    lua_pushboolean(L, t->big_endian);
+    lua_pushboolean(L, t->hdr.big_endian);
     return 1;
 }
 
@@ -1034,6 +1033,10 @@ static const luaL_Reg server_meta[] = {
 void tp_open_tcp(lua_State *L)
 {
     tp_newclass(L, TP_TCP, tcp_methods, tcp_meta, tcp_new, tcp_consts);
+    luaL_getmetatable(L, TP_TCP);
+    lua_getfield(L, -1, "__index");
+    tp_streampeer_install(L, -1, TP_TCP);
+    lua_pop(L, 2);
     tp_newclass(L, TP_TCPSERVER, server_methods, server_meta, server_new,
                 NULL);
 }

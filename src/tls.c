@@ -32,7 +32,7 @@ enum { TLS_DISCONNECTED = 0, TLS_HANDSHAKING = 1, TLS_CONNECTED = 2,
 struct tp_tls {
     tp_obj hdr;
     int status;
-    unsigned char ssl_ready, is_server, unsafe, big_endian, eof;
+    unsigned char ssl_ready, is_server, unsafe, eof;
     unsigned char offered;       /* a cached session was offered */
     unsigned char save_session;  /* a session to keep for next time */
     unsigned char resumed;       /* the handshake resumed a session */
@@ -1329,14 +1329,14 @@ static int tls_set_big_endian(lua_State *L)
 {
     struct tp_tls *t = checktls_any(L);
     luaL_checktype(L, 2, LUA_TBOOLEAN);
-    t->big_endian = (unsigned char)lua_toboolean(L, 2);
+    t->hdr.big_endian = (unsigned char)lua_toboolean(L, 2);
     return 0;
 }
 
 static int tls_is_big_endian_enabled(lua_State *L)
 {
     struct tp_tls *t = checktls_any(L);
-    lua_pushboolean(L, t->big_endian);
+    lua_pushboolean(L, t->hdr.big_endian);
     return 1;
 }
 
@@ -1473,5 +1473,6 @@ void tp_open_tls(lua_State *L)
     lua_pushvalue(L, options);
     lua_pushcclosure(L, tls_connect_to_stream, 1);
     lua_setfield(L, -2, "connect_to_stream");
+    tp_streampeer_install(L, -1, TP_TLS);
     lua_pop(L, 2);
 }

@@ -203,28 +203,35 @@ static int cert_load_from_string(lua_State *L)
 
 /* ------------------------------------------------------------- saving */
 
+/* Room for the PEM of `der` bytes: base64, a line break per 64
+ * characters, the header and footer lines, the NUL. */
+#define PEM_SIZE(der) ((der) * 4 / 3 + (der) / 32 + 128)
+
 /* Pushes the PEM of every certificate of the chain at index 1. */
 static int push_pem(lua_State *L)
 {
     tp_cert *c = tp_checkobj(L, 1, TP_X509);
     const mbedtls_x509_crt *crt;
-    luaL_Buffer b;
+    unsigned char *out;
+    size_t total = 0, used = 0;
     if (cert_empty(c))
         return tp_fail(L, "ERR_UNCONFIGURED", "the X509Certificate is empty: "
                        "load or generate a certificate first");
-    luaL_buffinit(L, &b);
+    for (crt = &c->crt; crt != NULL && crt->raw.p != NULL; crt = crt->next)
+        total += PEM_SIZE(crt->raw.len);
+    out = tp_scratch(L, total);
     for (crt = &c->crt; crt != NULL && crt->raw.p != NULL; crt = crt->next) {
-        size_t need = crt->raw.len * 4 / 3 + crt->raw.len / 32 + 128, olen;
-        unsigned char *out = (unsigned char *)luaL_prepbuffsize(&b, need);
+        size_t olen;
         int err = mbedtls_pem_write_buffer("-----BEGIN CERTIFICATE-----\n",
                                            "-----END CERTIFICATE-----\n",
-                                           crt->raw.p, crt->raw.len, out,
-                                           need, &olen);
+                                           crt->raw.p, crt->raw.len,
+                                           out + used,
+                                           PEM_SIZE(crt->raw.len), &olen);
         if (err != 0)
             return luaL_error(L, "tlspeer: PEM encoding failed (%d)", err);
-        luaL_addsize(&b, olen - 1);   /* olen counts the NUL */
+        used += olen - 1;             /* olen counts the NUL */
     }
-    luaL_pushresult(&b);
+    lua_pushlstring(L, (const char *)out, used);
     return 1;
 }
 

@@ -14,12 +14,13 @@ local StreamPeerTCP, TCPServer = core.StreamPeerTCP, core.TCPServer
 local StreamPeerTLS, TLSOptions = core.StreamPeerTLS, core.TLSOptions
 local X509Certificate, CryptoKey = core.X509Certificate, core.CryptoKey
 local now, wait_sockets, check_host = core._now, core._wait, core._check_host
+local is_integer = core._is_integer
 
 local TLS_HANDSHAKING = StreamPeerTLS.STATUS_HANDSHAKING
 local TLS_CONNECTED = StreamPeerTLS.STATUS_CONNECTED
 
 local READ_CHUNK = 65536
-local READ_PER_POLL = 1 << 20   -- per connection and poll: fairness
+local READ_PER_POLL = 1024 * 1024   -- per connection and poll: fairness
 
 local M = {}
 
@@ -105,7 +106,7 @@ local function option_number(opts, fname, name, default, low)
   local v = opts[name]
   if v == nil then v = default end
   if low then
-    if math.type(v) ~= "integer" or v < low or v > 65535 then
+    if not is_integer(v) or v < low or v > 65535 then
       error(("bad option '%s' to '%s' (integer %d..65535 expected, got %s)")
         :format(name, fname, low, tostring(v)), 3)
     end
@@ -263,7 +264,9 @@ end
 
 -- The live connection objects (a copy).
 function Server:get_connections()
-  return table.move(self.conns, 1, #self.conns, 1, {})
+  local copy = {}
+  for i, conn in ipairs(self.conns) do copy[i] = conn end
+  return copy
 end
 
 function Server:_accept()
@@ -590,7 +593,7 @@ function Client:close()
   end
 end
 
--- Every object closes with `local x <close> = ...`; the collector has
+-- Every object closes with Lua 5.4's `local x <close> = ...`; the collector has
 -- nothing to do by hand (the sockets are freed with their own objects, and
 -- finalizers never do network I/O).
 local function nothing() end

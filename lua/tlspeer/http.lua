@@ -12,6 +12,7 @@ local check_options = require("tlspeer.options").check
 local StreamPeerTCP, StreamPeerTLS, TLSOptions =
   core.StreamPeerTCP, core.StreamPeerTLS, core.TLSOptions
 local now, wait_sockets, check_host = core._now, core._wait, core._check_host
+local is_integer = core._is_integer
 
 local MAX_HEADER_BYTES = 64 * 1024     -- status line + headers (+ trailers)
 local MAX_HEADERS = 256
@@ -93,6 +94,14 @@ local function printable(s)
     if b < 32 or b > 126 or b == 92 then return ("\\x%02x"):format(b) end
   end)
   return #s > 200 and short .. "..." or short
+end
+
+-- A Content-Length's digits as a byte count; nil when the number is not
+-- exact as a Lua number (beyond 2^53: no body is that large).
+local function body_length(digits)
+  local n = digits and tonumber(digits)
+  if n and n <= 2 ^ 53 then return math.floor(n) end
+  return nil
 end
 
 -- Percent-encoding for query strings (RFC 3986 unreserved kept).
@@ -186,7 +195,7 @@ function HTTPClient:set_timeout(seconds)
 end
 
 function HTTPClient:set_read_chunk_size(n)
-  if math.type(n) ~= "integer" or n < 256 or n > 16 * 1024 * 1024 then
+  if not is_integer(n) or n < 256 or n > 16 * 1024 * 1024 then
     argerror(1, "set_read_chunk_size", "integer from 256 to 16777216 expected")
   end
   self.chunk_size = n
@@ -205,7 +214,7 @@ end
 function HTTPClient:connect_to_host(host, port, tls_options)
   if type(host) ~= "string" or host == "" then argerror(1, "connect_to_host", "host name expected") end
   port = port == nil and -1 or port
-  if math.type(port) ~= "integer" or port < -1 or port == 0 or port > 65535 then
+  if not is_integer(port) or port < -1 or port == 0 or port > 65535 then
     argerror(2, "connect_to_host", "port 1..65535 or -1 expected")
   end
   if tls_options ~= nil and getmetatable(tls_options) ~= getmetatable(TLSOptions.client_unsafe()) then
@@ -409,7 +418,7 @@ end
 
 -- client:request(method, url, headers, body = "")
 function HTTPClient:request(method, url, headers, body)
-  if math.type(method) ~= "integer" or not METHODS[method] then
+  if not is_integer(method) or not METHODS[method] then
     argerror(1, "request", "METHOD_* value expected")
   end
   if type(url) ~= "string" or url == "" or has_crlf(url) or url:find(" ") then
@@ -535,7 +544,7 @@ function HTTPClient:_setup_body()
     -- No body follows; for HEAD, Content-Length still tells the size a GET
     -- would have.
     if r.method == "HEAD" and dict["Content-Length"] then
-      r.length = math.tointeger(tonumber((dict["Content-Length"]:match("^%s*(%d+)")))) or -1
+      r.length = body_length(dict["Content-Length"]:match("^%s*(%d+)")) or -1
     end
     r.done = true
   elseif te then
@@ -567,7 +576,7 @@ function HTTPClient:_setup_body()
       if not n or (first and n ~= first) then ok = false end
       first = first or n
     end
-    r.length = ok and first and math.tointeger(tonumber(first)) or nil
+    r.length = ok and first and body_length(first) or nil
     if not r.length then
       self:_fail(S.STATUS_CONNECTION_ERROR, ("invalid Content-Length %q"):format(cl:sub(1, 40)),
         "ERR_INVALID_DATA")
@@ -661,7 +670,9 @@ end
 
 function HTTPClient:get_response_headers()
   local r = self.response
-  return r and r.headers and table.move(r.headers, 1, #r.headers, 1, {}) or {}
+  local copy = {}
+  for i, h in ipairs(r and r.headers or {}) do copy[i] = h end
+  return copy
 end
 
 -- Names as the server sent them; lookups ignore case; a repeated header's

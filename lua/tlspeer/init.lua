@@ -1,6 +1,5 @@
 -- tlspeer: TLS and crypto for Lua, on mbedtls, with Godot 4's classes.
 local core = require "tlspeer.core"
-local streampeer = require "tlspeer.streampeer"
 
 local M = {
   _VERSION = "tlspeer scm",
@@ -20,9 +19,6 @@ for _, name in ipairs { "set_certificate_bundle_override",
                         "get_certificate_bundle_source" } do
   M[name] = core[name]
 end
-
-streampeer.install(core._methods.StreamPeerTCP)
-streampeer.install(core._methods.StreamPeerTLS)
 
 -- The Mozilla bundle shipped with tlspeer, the last resort of the default
 -- CA bundle: next to this file once installed, or certs/ in a checkout.

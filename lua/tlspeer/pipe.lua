@@ -3,6 +3,8 @@
 -- end has get_partial_data(n) / put_partial_data(s), as StreamPeerTLS needs,
 -- plus get_available_bytes() and disconnect_from_host().  Everything is
 -- non-blocking; data written to one end is read from the other.
+local is_integer = require("tlspeer.core")._is_integer
+
 local Pipe = {}
 Pipe.__index = Pipe
 
@@ -16,7 +18,7 @@ function Pipe:get_available_bytes()
 end
 
 function Pipe:get_partial_data(n)
-  if math.type(n) ~= "integer" or n < 0 then
+  if not is_integer(n) or n < 0 then
     error("bad argument #1 to 'get_partial_data' (non-negative integer expected)", 2)
   end
   local avail = #self.inbox - self.pos + 1
