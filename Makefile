@@ -62,7 +62,7 @@ BUSTED_ENV = LUA_PATH='/usr/share/lua/5.1/?.lua;/usr/share/lua/5.1/?/init.lua;;'
 endif
 BUSTED  = TLSPEER_LUA=$(LUA_BIN) $(BUSTED_ENV) $(LUA_BIN) /usr/bin/busted
 
-.PHONY: all deps test demo certs dev-certs spec-helpers ca-bundle install uninstall clean FORCE
+.PHONY: all deps test demo love certs dev-certs spec-helpers ca-bundle install uninstall clean FORCE
 
 all: $(TARGET)
 ifeq ($(BUILD),build)
@@ -103,6 +103,13 @@ certs: deps all
 
 demo: deps all dev-certs
 	TLSPEER_BUILD=$(BUILD) $(LUA_BIN) examples/demo.lua
+
+# The LÖVE example game (examples/love), headless under xvfb-run, against
+# examples/echo_server.lua: needs the LuaJIT build and the 5.4 one.
+love: deps dev-certs
+	$(MAKE) LUA=luajit all
+	sh scripts/deps.sh luajit
+	scripts/love.sh build-luajit
 
 # The fallback CA bundle: Mozilla's roots as Debian's ca-certificates
 # package ships them (see certs/CA-BUNDLE.md).

@@ -7,7 +7,7 @@ local tls = require "tlspeer"
 
 local client = tls.connect {
   host = arg[1] or "localhost",
-  port = math.tointeger(tonumber(arg[2] or "8443")),
+  port = tonumber(arg[2] or "8443"),
   trusted = root .. "/certs/ca.crt",
 }
 

@@ -39,7 +39,7 @@ local f = assert(io.open(file, "rb"))
 local ctx = tls.HashingContext.new()
 ctx:start(tls.HashingContext.HASH_SHA256)
 while true do
-  local piece = f:read(1 << 16)
+  local piece = f:read(65536)
   if not piece then break end
   ctx:update(piece)
 end

@@ -9,7 +9,7 @@ local tls = require "tlspeer"
 
 local port, once = 8443, false
 for _, a in ipairs(arg) do
-  if a == "--once" then once = true else port = assert(math.tointeger(tonumber(a)), "port?") end
+  if a == "--once" then once = true else port = assert(tonumber(a), "port?") end
 end
 
 local server = assert(tls.listen {

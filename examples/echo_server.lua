@@ -1,0 +1,49 @@
+-- A TLS echo server and a tiny HTTPS server, for trying clients (the LÖVE
+-- example, examples/client.lua) against: what arrives on the echo port is
+-- sent back; every HTTPS request gets a short page.
+--
+--   lua5.4 examples/echo_server.lua [echo_port] [https_port] [--ports FILE]
+--
+-- Ports default to 8443 and 8444 (0 picks free ones; --ports writes
+-- "echo_port https_port" to FILE once both listen).  Uses the dev
+-- certificates of `make certs`.
+local root = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/_path.lua")
+local tls = require "tlspeer"
+
+local ports, portfile = {}, nil
+local i = 1
+while arg[i] do
+  if arg[i] == "--ports" then portfile = arg[i + 1]; i = i + 1
+  else ports[#ports + 1] = assert(tonumber(arg[i]), "port?") end
+  i = i + 1
+end
+local opts = { certificate = root .. "/certs/server.crt", key = root .. "/certs/server.key" }
+
+opts.port = ports[1] or 8443
+local echo = assert(tls.listen(opts))
+echo:on("data_received", function(conn, data) conn:send(data) end)
+
+opts.port = ports[2] or 8444
+local https = assert(tls.listen(opts))
+local PAGE = "hello from tlspeer over HTTPS\n"
+https:on("data_received", function(conn, data)
+  conn.request = (conn.request or "") .. data
+  if conn.request:find("\r\n\r\n", 1, true) then
+    conn:send(("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
+      .. "Connection: close\r\n\r\n%s"):format(#PAGE, PAGE))
+    conn:close()
+  end
+end)
+
+print(("echo on %d, https on %d"):format(echo:get_local_port(), https:get_local_port()))
+if portfile then
+  local f = assert(io.open(portfile .. ".tmp", "w"))
+  f:write(echo:get_local_port(), " ", https:get_local_port(), "\n")
+  f:close()
+  assert(os.rename(portfile .. ".tmp", portfile))
+end
+while true do
+  echo:poll()
+  https:poll()
+  require("tlspeer.core")._wait({ echo.tcp, https.tcp }, {}, 0.01)
+end
