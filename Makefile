@@ -50,17 +50,13 @@ endif
 # BUILD holds objects and, under BUILD/tlspeer/, a copy of the module; the
 # default build also puts the module at ./tlspeer/core.so for the specs.
 BUILD  ?= $(LUA_BUILD)
-SRCS    = $(wildcard src/*.c)
+SRCS    = $(filter-out src/embed.c,$(wildcard src/*.c))
 OBJS    = $(SRCS:src/%.c=$(BUILD)/%.o)
 TARGET  = $(BUILD)/tlspeer/core.so
-# busted is a Lua program: it runs on the runtime under test.  LuaJIT takes
-# the 5.1 modules Debian's lua-busted installs; the specs learn which
-# interpreter to start for subprocesses from TLSPEER_LUA.
-ifeq ($(LUA),luajit)
-BUSTED_ENV = LUA_PATH='/usr/share/lua/5.1/?.lua;/usr/share/lua/5.1/?/init.lua;;' \
-             LUA_CPATH='/usr/lib/x86_64-linux-gnu/lua/5.1/?.so;;'
-endif
-BUSTED  = TLSPEER_LUA=$(LUA_BIN) $(BUSTED_ENV) $(LUA_BIN) /usr/bin/busted
+# busted is a Lua program: it runs on the runtime under test (LuaJIT finds
+# the 5.1 modules Debian's lua-busted installs on its default paths); the
+# specs learn which interpreter to start for subprocesses from TLSPEER_LUA.
+BUSTED  = TLSPEER_LUA=$(LUA_BIN) $(LUA_BIN) /usr/bin/busted
 
 .PHONY: all deps test demo love certs dev-certs spec-helpers ca-bundle install uninstall clean FORCE
 
@@ -72,18 +68,67 @@ endif
 # Rebuild everything when the flags change (another mbedtls, -Werror...).
 $(BUILD)/.flags: FORCE
 	@mkdir -p $(BUILD)
-	@echo '$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) $(LIBS)' | cmp -s - $@ || \
-	  echo '$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) $(LIBS)' > $@
+	@echo '$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) $(LIBS) $(OBJS)' | cmp -s - $@ || \
+	  echo '$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) $(LIBS) $(OBJS)' > $@
 
 $(BUILD)/%.o: src/%.c src/aux.h src/compat.h $(BUILD)/.flags
-	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) $(EMBED_CFLAGS) -c -o $@ $<
 
-$(TARGET): $(OBJS)
+$(TARGET): $(OBJS) $(BUILD)/.flags
 	@mkdir -p $(BUILD)/tlspeer
 	$(CC) $(ALL_LDFLAGS) -o $@ $(OBJS) $(LIBS)
 
 deps:
 	@sh scripts/deps.sh $(LUA)
+
+# ------------------------------------------------------------------ static
+# make static [EMBED_CA_BUNDLE=1]: $(BUILD)/libtlspeer.a and tlspeer.h for
+# hosts that link Lua themselves (examples/embed).  One relocatable object:
+# the C core, the Lua layer (lua/tlspeer/*.lua compiled in as source by
+# scripts/embed.lua), src/embed.c and, when tlspeer built mbedtls itself,
+# mbedtls too; every symbol but luaopen_tlspeer, luaopen_tlspeer_core and
+# tlspeer_preload is made local, so nothing clashes with the host's own
+# (even another mbedtls).  EMBED_CA_BUNDLE=1 bakes in the shipped Mozilla
+# bundle as the last resort of the default CA bundle (it needs a build
+# directory of its own: BUILD=...).
+STATIC_LIB     = $(BUILD)/libtlspeer.a
+STATIC_EXPORTS = luaopen_tlspeer luaopen_tlspeer_core tlspeer_preload
+LUA_MODULES    = $(wildcard lua/tlspeer/*.lua)
+EMBED_CA_BUNDLE ?=
+ifneq ($(EMBED_CA_BUNDLE),)
+EMBED_CFLAGS   = -DTLSPEER_EMBED_CA_BUNDLE
+EMBED_OBJS     = $(BUILD)/embedded_bundle.o
+endif
+STATIC_MBEDTLS = $(if $(MBEDTLS_PREFIX),$(MBEDTLS_PREFIX)/lib/libmbedtls.a \
+                   $(MBEDTLS_PREFIX)/lib/libmbedx509.a $(MBEDTLS_PREFIX)/lib/libmbedcrypto.a)
+
+.PHONY: static
+static: $(STATIC_LIB) $(BUILD)/tlspeer.h
+
+$(BUILD)/tlspeer.h: src/tlspeer.h
+	cp src/tlspeer.h $@
+
+$(BUILD)/embedded_modules.c: $(LUA_MODULES) scripts/embed.lua
+	@mkdir -p $(BUILD)
+	$(LUA_BIN) scripts/embed.lua $@ modules \
+	  $(foreach f,$(LUA_MODULES),$(if $(filter init,$(basename $(notdir $(f)))),tlspeer,tlspeer.$(basename $(notdir $(f))))=$(f))
+
+$(BUILD)/embedded_bundle.c: certs/ca-certificates.crt scripts/embed.lua
+	@mkdir -p $(BUILD)
+	$(LUA_BIN) scripts/embed.lua $@ bundle certs/ca-certificates.crt
+
+$(BUILD)/embedded_%.o: $(BUILD)/embedded_%.c
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(STATIC_LIB): $(OBJS) $(BUILD)/embed.o $(BUILD)/embedded_modules.o $(EMBED_OBJS)
+	$(LD) -r -o $(BUILD)/tlspeer-static.o $(OBJS) $(BUILD)/embed.o \
+	  $(BUILD)/embedded_modules.o $(EMBED_OBJS) $(STATIC_MBEDTLS)
+	objcopy $(foreach s,$(STATIC_EXPORTS),--keep-global-symbol=$(s)) \
+	  $(BUILD)/tlspeer-static.o
+	rm -f $@
+	$(AR) rcs $@ $(BUILD)/tlspeer-static.o
+	@echo "$@: exports $$(nm -g --defined-only $@ | awk '$$2 ~ /[TDBR]/ {print $$3}' | sort | tr '\n' ' ')"
+
 
 # The specs and the demo use the dev certificates: made when missing.
 dev-certs: all

@@ -4,6 +4,7 @@
 --   lua5.4 examples/client.lua [host] [port]
 local root = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/_path.lua")
 local tls = require "tlspeer"
+io.stdout:setvbuf("line")    -- progress shows at once, also in a pipe
 
 local client = tls.connect {
   host = arg[1] or "localhost",

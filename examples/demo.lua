@@ -3,6 +3,7 @@
 -- the negotiated version and cipher suite, and the certificates they saw.
 local root = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/_path.lua")
 local tls = require "tlspeer"
+io.stdout:setvbuf("line")    -- progress shows at once, also in a pipe
 local certs = root .. "/certs/"
 
 local function show(data)

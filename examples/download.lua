@@ -8,6 +8,7 @@
 -- (the system's, or SSL_CERT_FILE / SSL_CERT_DIR when set).
 dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/_path.lua")
 local tls = require "tlspeer"
+io.stdout:setvbuf("line")    -- progress shows at once, also in a pipe
 
 local url, file, ca = arg[1], arg[2], arg[3]
 if not url or not file then

@@ -9,6 +9,7 @@
 -- certificates of `make certs`.
 local root = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/_path.lua")
 local tls = require "tlspeer"
+io.stdout:setvbuf("line")    -- progress shows at once, also in a pipe
 
 local ports, portfile = {}, nil
 local i = 1

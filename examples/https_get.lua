@@ -8,6 +8,7 @@
 -- system's, or SSL_CERT_FILE / SSL_CERT_DIR when set).
 dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/_path.lua")
 local tls = require "tlspeer"
+io.stdout:setvbuf("line")    -- progress shows at once, also in a pipe
 local HTTPClient = tls.HTTPClient
 
 -- Stands in for Godot's `yield(get_tree(), "idle_frame")`.

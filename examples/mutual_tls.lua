@@ -5,6 +5,7 @@
 --   lua5.4 examples/mutual_tls.lua
 local root = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/_path.lua")
 local tls = require "tlspeer"
+io.stdout:setvbuf("line")    -- progress shows at once, also in a pipe
 local certs = root .. "/certs/"
 
 local server = assert(tls.listen {

@@ -5,6 +5,7 @@
 --   lua5.4 examples/self_signed.lua [folder]
 dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/_path.lua")
 local tls = require "tlspeer"
+io.stdout:setvbuf("line")    -- progress shows at once, also in a pipe
 
 local dir = arg[1] or os.tmpname()
 if not arg[1] then os.remove(dir); os.execute("mkdir -p " .. dir) end

@@ -6,6 +6,7 @@
 -- --once stops after the first client has come and gone.
 local root = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/_path.lua")
 local tls = require "tlspeer"
+io.stdout:setvbuf("line")    -- progress shows at once, also in a pipe
 
 local port, once = 8443, false
 for _, a in ipairs(arg) do

@@ -234,7 +234,7 @@ describe("StreamPeerTCP and TCPServer", function()
 
   -- ----------------------------------------------------------- typed I/O
 
-  local F = function(x) return (string.unpack("f", string.pack("f", x))) end
+  local F = H.f32                        -- x as a float put and got back
   local typed = {
     { "u8",  { 0, 1, 0x7f, 0x80, 0xff } },
     { "8",   { 0, 1, -1, 0x7f, -0x80 } },
@@ -242,9 +242,12 @@ describe("StreamPeerTCP and TCPServer", function()
     { "16",  { 0, -1, 0x7fff, -0x8000 } },
     { "u32", { 0, 1, 0x7fffffff, 0x80000000, 0xffffffff } },
     { "32",  { 0, -1, 0x7fffffff, -0x80000000 } },
-    -- u64 is carried in Lua's signed integers: 2^64-1 is -1.
-    { "u64", { 0, 1, math.maxinteger, math.mininteger, -1 } },
-    { "64",  { 0, -1, math.maxinteger, math.mininteger } },
+    -- u64 is carried in Lua's signed integers: 2^64-1 is -1.  Without
+    -- 64-bit integers (5.1, 5.2, LuaJIT) both are doubles, exact up to 2^53.
+    H.INT64 and { "u64", { 0, 1, math.maxinteger, math.mininteger, -1 } }
+             or { "u64", { 0, 1, 2^53 - 1, 2^53 } },
+    H.INT64 and { "64",  { 0, -1, math.maxinteger, math.mininteger } }
+             or { "64",  { 0, -1, 2^53 - 1, -(2^53 - 1), 2^53, -2^53 } },
     { "float", { 0.0, 1.5, -2.25, F(0.1), 3.4028234663852886e38,
                  1.401298464324817e-45, math.huge, -math.huge } },
     { "double", { 0.0, math.pi, -1e-300, 1.7976931348623157e308,
@@ -267,7 +270,11 @@ describe("StreamPeerTCP and TCPServer", function()
           assert.is_true(c["put_" .. name](c, v))
           local got = s["get_" .. name](s)
           assert.equal(v, got, ("put_%s/get_%s %s"):format(name, name, tostring(v)))
-          assert.equal(math.type(v), math.type(got))
+          if H.INT64 then
+            assert.equal(math.type(v), math.type(got))
+          else                                -- doubles: integral stays integral
+            assert.equal(H.is_integer(v), H.is_integer(got))
+          end
         end
       end
       -- NaN and the sign of zero survive.
@@ -275,7 +282,7 @@ describe("StreamPeerTCP and TCPServer", function()
         assert.is_true(c["put_" .. name](c, 0 / 0))
         local nan = s["get_" .. name](s)
         assert.is_true(nan ~= nan)
-        assert.is_true(c["put_" .. name](c, -0.0))
+        assert.is_true(c["put_" .. name](c, H.NEG_ZERO))
         assert.equal(-math.huge, 1 / s["get_" .. name](s))
       end
       -- A float keeps single precision only.
@@ -295,8 +302,13 @@ describe("StreamPeerTCP and TCPServer", function()
       assert.equal(wire("\1\2"), s:get_data(2))
       assert.is_true(c:put_32(-2))
       assert.equal(wire("\255\255\255\254"), s:get_data(4))
-      assert.is_true(c:put_u64(0x0102030405060708))
-      assert.equal(wire("\1\2\3\4\5\6\7\8"), s:get_data(8))
+      if H.INT64 then
+        assert.is_true(c:put_u64(0x0102030405060708))
+        assert.equal(wire("\1\2\3\4\5\6\7\8"), s:get_data(8))
+      else                                    -- the same below 2^53
+        assert.is_true(c:put_u64(0x01020304050607))
+        assert.equal(wire("\0\1\2\3\4\5\6\7"), s:get_data(8))
+      end
       assert.is_true(c:put_float(1.0))
       assert.equal(wire("\63\128\0\0"), s:get_data(4))
       assert.is_true(c:put_double(-2.0))
@@ -353,7 +365,7 @@ describe("StreamPeerTCP and TCPServer", function()
 
   it("put_utf8_string raises on invalid UTF-8; get_utf8_string fails with ERR_INVALID_DATA", function()
     local s, c = pair()
-    for _, bad in ipairs { "\255", "abc\192", "\237\160\128x", "\xc3" } do
+    for _, bad in ipairs { "\255", "abc\192", "\237\160\128x", "\195" } do
       assert.has_error(function() c:put_utf8_string(bad) end)
     end
     assert.has_error(function() c:put_string(42) end)
@@ -660,10 +672,12 @@ describe("StreamPeerTCP and TCPServer", function()
     local port = srv:get_local_port()
     local c, keep_srv
     do
-      local p <close> = TCP.new()
-      local q <close> = srv
+      local p = track(TCP.new())
+      local q = srv
       assert(p:connect_to_host("127.0.0.1", port))
       c, keep_srv = p, q
+      close(q)                  -- as <close> variables would (spec 90)
+      close(p)
     end
     assert.equal("StreamPeerTCP (closed)", tostring(c))
     assert.equal("TCPServer (closed)", tostring(keep_srv))

@@ -38,7 +38,7 @@ end
 
 describe("session resumption", function()
   setup(function()
-    if not H.exists("certs/server.key") then assert(H.run("lua5.4 certs/generate.lua")) end
+    if not H.exists("certs/server.key") then assert(H.run(H.LUA .. " certs/generate.lua")) end
     key = load(tls.CryptoKey, "certs/server.key")
     crt = load(tls.X509Certificate, "certs/server.crt")
     ca = load(tls.X509Certificate, "certs/ca.crt")

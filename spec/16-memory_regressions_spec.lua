@@ -1,7 +1,7 @@
 -- Regressions for memory errors found by `make asan` / `make valgrind`
 -- (AddressSanitizer, UBSan and memcheck over the whole suite).  Each case
--- runs in a fresh lua5.4, so a crash fails the spec instead of killing the
--- runner; under `make asan` that child carries the sanitizer too.
+-- runs in a fresh interpreter (H.LUA), so a crash fails the spec instead of
+-- killing the runner; under `make asan` that child carries the sanitizer too.
 local H = require "helpers"
 
 describe("memory regressions", function()

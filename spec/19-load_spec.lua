@@ -15,10 +15,10 @@ local lfs = require "lfs"
 
 local FULL = os.getenv("TLSPEER_LOAD") == "full"
 -- (TLSPEER_LOAD_CLIENTS and TLSPEER_LOAD_HANDSHAKES override the counts.)
-local CLIENTS = math.tointeger(tonumber(os.getenv("TLSPEER_LOAD_CLIENTS") or ""))
+local CLIENTS = H.tointeger(tonumber(os.getenv("TLSPEER_LOAD_CLIENTS") or ""))
   or (FULL and 1000 or 200)                   -- concurrent clients (a)
 local PAYLOAD = 64 * 1024                     -- bytes each sends and checks
-local HANDSHAKES = math.tointeger(tonumber(os.getenv("TLSPEER_LOAD_HANDSHAKES") or ""))
+local HANDSHAKES = H.tointeger(tonumber(os.getenv("TLSPEER_LOAD_HANDSHAKES") or ""))
   or (FULL and 10000 or 1000)                 -- sequential handshakes (b)
 local LORIS = 200                             -- slow-loris connections (c)
 local REPORT = os.getenv("TLSPEER_LOAD_REPORT") or "/tmp/tlspeer-load-report.txt"
@@ -56,14 +56,14 @@ end
 
 local function rss_kib(pid)
   local f = assert(io.open("/proc/" .. pid .. "/status", "r"))
-  local s = f:read("a")
+  local s = f:read("*a")
   f:close()
-  return math.tointeger(tonumber(s:match("VmRSS:%s*(%d+)")))
+  return H.tointeger(tonumber(s:match("VmRSS:%s*(%d+)")))
 end
 
 local function soft_nofile()
   local f = assert(io.open("/proc/self/limits", "r"))
-  local s = f:read("a")
+  local s = f:read("*a")
   f:close()
   local v = s:match("Max open files%s+(%S+)")
   return v == "unlimited" and math.huge or tonumber(v)
@@ -77,19 +77,19 @@ local servers = {}
 local function start_server(max_seconds, handshake_timeout)
   local dir = H.tmpdir()
   local out, err, stats = dir .. "/out", dir .. "/err", dir .. "/stats"
-  assert(os.execute(("lua5.4 -e %s spec/fixtures/load_server.lua %g %g %s >%s 2>%s </dev/null &")
-    :format(H.q(PRELUDE), max_seconds, handshake_timeout, H.q(stats), H.q(out), H.q(err))))
+  assert(H.execute(("%s -e %s spec/fixtures/load_server.lua %g %g %s >%s 2>%s </dev/null &")
+    :format(H.LUA, H.q(PRELUDE), max_seconds, handshake_timeout, H.q(stats), H.q(out), H.q(err))))
   local pid, port
   H.wait_for(function()
     pid, port = (H.exists(out) and H.read(out) or ""):match("READY (%d+) (%d+)")
     return pid
   end, 10, 0.01)
   assert(pid, "the load server did not start:\n" .. (H.exists(err) and H.read(err) or ""))
-  local h = { pid = pid, port = math.tointeger(tonumber(port)) }
+  local h = { pid = pid, port = H.tointeger(tonumber(port)) }
   function h.stats()
     local s = H.exists(stats) and H.read(stats) or ""
     local t = {}
-    for k, v in s:gmatch("(%w+)=(%d+)") do t[k] = math.tointeger(tonumber(v)) end
+    for k, v in s:gmatch("(%w+)=(%d+)") do t[k] = H.tointeger(tonumber(v)) end
     return t
   end
   function h.stop()
@@ -128,7 +128,7 @@ end)
 describe("load (" .. (FULL and "full" or "normal-suite") .. " counts)", function()
 
   it(("serves %d concurrent TLS clients each echoing a unique %d KiB payload, byte for byte")
-      :format(CLIENTS, PAYLOAD // 1024), function()
+      :format(CLIENTS, math.floor(PAYLOAD / 1024)), function()
     local srv = start_server(FULL and 300 or 90, 10)
     -- The clients run in a process of their own, with `ulimit -n` raised
     -- when this one's is too low for them.
@@ -137,8 +137,8 @@ describe("load (" .. (FULL and "full" or "normal-suite") .. " counts)", function
     if soft_nofile() < need then
       ulimit = ('ulimit -Sn %d 2>/dev/null || ulimit -Sn "$(ulimit -Hn)"; '):format(math.max(4096, need))
     end
-    local cmd = ("%slua5.4 -e %s spec/fixtures/load_clients.lua %d %d %d %d 2>&1")
-      :format(ulimit, H.q(PRELUDE), srv.port, CLIENTS, PAYLOAD, FULL and 240 or 80)
+    local cmd = ("%s%s -e %s spec/fixtures/load_clients.lua %d %d %d %d 2>&1")
+      :format(ulimit, H.LUA, H.q(PRELUDE), srv.port, CLIENTS, PAYLOAD, FULL and 240 or 80)
     local t0 = H.now()
     local ok, out = H.run(cmd)
     local elapsed = H.now() - t0
@@ -170,7 +170,7 @@ describe("load (" .. (FULL and "full" or "normal-suite") .. " counts)", function
     local srv = start_server(FULL and 1800 or 150, 10)
     local ca = tls.X509Certificate.new()
     assert(ca:load("certs/ca.crt"))
-    local every = HANDSHAKES // 10
+    local every = math.floor(HANDSHAKES / 10)
     local samples = {}
     local t0 = H.now()
     local deadline = t0 + (FULL and 1500 or 130)
@@ -229,7 +229,7 @@ describe("load (" .. (FULL and "full" or "normal-suite") .. " counts)", function
     local base_fds = settled_fds(srv.pid)
     -- Half send the start of a ClientHello (a record header announcing
     -- 512 bytes, then 11 of them), half send nothing.
-    local partial = string.pack(">BBBI2", 22, 3, 1, 512) .. "\1\0\1\252\3\3" .. ("\0"):rep(5)
+    local partial = H.record_header(22, 1, 512) .. "\1\0\1\252\3\3" .. ("\0"):rep(5)
     local loris = {}
     local t_loris = H.now()
     for i = 1, LORIS do

@@ -9,12 +9,135 @@ local function shell_quote(s)
 end
 H.q = shell_quote
 
--- Runs a shell command; returns ok, combined output.
+-- ---------------------------------------------------------------------
+-- The same specs run on Lua 5.1, 5.2, 5.3, 5.4 and LuaJIT 2.1: what
+-- differs between them, in one place.
+
+-- Whether numbers have a 64-bit integer subtype (5.3, 5.4).  Without it
+-- (5.1, 5.2, LuaJIT) every number is a double: integers are exact up to
+-- 2^53, and get_64/get_u64 return such a number (API.md, Lua runtimes).
+H.INT64 = (math.type ~= nil)
+
+-- The command that starts the interpreter under test, for every Lua
+-- subprocess a spec runs: $TLSPEER_LUA (the Makefile sets it), else the
+-- Debian name of the running one ("lua5.1" ... "lua5.4", "luajit").
+H.LUA = os.getenv("TLSPEER_LUA")
+if not H.LUA or H.LUA == "" then
+  H.LUA = rawget(_G, "jit") and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
+end
+
+-- table.unpack (5.2+) / unpack (5.1, LuaJIT); table.pack (5.2+).
+H.unpack = table.unpack or unpack
+function H.pack(...)
+  return { n = select("#", ...), ... }
+end
+
+-- Compiles a chunk of source text (5.1's load takes only a function):
+-- returns the function, or nil and the message.
+function H.load_string(code, name)
+  return (loadstring or load)(code, name)
+end
+
+-- Whether v is a number that the running Lua holds as an integer: of the
+-- integer subtype on 5.3+, a whole finite double elsewhere.
+function H.is_integer(v)
+  if H.INT64 then return math.type(v) == "integer" end
+  return type(v) == "number" and v == math.floor(v) and v - v == 0
+end
+
+-- math.tointeger for a number or nil: v as an integer when it has an
+-- integral value, else nil (5.1, 5.2: the whole double itself).
+function H.tointeger(v)
+  if type(v) ~= "number" then return nil end
+  if H.INT64 then return math.tointeger(v) end
+  if v == math.floor(v) and v - v == 0 then return v end
+  return nil
+end
+
+-- Bitwise xor of two integers in 0 .. 2^32 - 1 (no `~` before 5.3).
+function H.bxor(a, b)
+  local r, bit = 0, 1
+  while a > 0 or b > 0 do
+    local x, y = a % 2, b % 2
+    if x ~= y then r = r + bit end
+    a, b, bit = math.floor(a / 2), math.floor(b / 2), bit * 2
+  end
+  return r
+end
+
+-- Unsigned integers as bytes (string.pack ">I2", ">I4", "<I2", "<I4"; a
+-- value out of range raises, as there), and back (string.unpack ">I4" at
+-- position i, default 1).
+local function byte_at(n, shift) return math.floor(n / shift) % 256 end
+local function unsigned(n, limit)
+  if type(n) ~= "number" or n < 0 or n >= limit or n ~= math.floor(n) then
+    error(("%s does not fit in %d bytes"):format(tostring(n), limit == 65536 and 2 or 4), 3)
+  end
+  return n
+end
+function H.u16be(n) n = unsigned(n, 65536); return string.char(byte_at(n, 256), n % 256) end
+function H.u16le(n) n = unsigned(n, 65536); return string.char(n % 256, byte_at(n, 256)) end
+function H.u32be(n)
+  n = unsigned(n, 4294967296)
+  return string.char(byte_at(n, 16777216), byte_at(n, 65536), byte_at(n, 256), n % 256)
+end
+function H.u32le(n)
+  n = unsigned(n, 4294967296)
+  return string.char(n % 256, byte_at(n, 256), byte_at(n, 65536), byte_at(n, 16777216))
+end
+function H.read_u32be(s, i)
+  local a, b, c, d = s:byte(i or 1, (i or 1) + 3)
+  return ((a * 256 + b) * 256 + c) * 256 + d
+end
+
+-- A TLS record header: content type, version 3.minor, a 16-bit length
+-- (string.pack(">BBBI2", ctype, 3, minor, len)).
+function H.record_header(ctype, minor, len)
+  return string.char(ctype, 3, minor) .. H.u16be(len)
+end
+
+-- x rounded to single precision, as a float put and got back gives it
+-- (string.unpack("f", string.pack("f", x))): round to nearest, ties to
+-- even, subnormals below 2^-126, infinity past the largest float.
+local FLT_MAX = 3.4028234663852886e38
+function H.f32(x)
+  if x ~= x or x == 0 or x == math.huge or x == -math.huge then return x * 1.0 end
+  local sign, a = 1, x
+  if x < 0 then sign, a = -1, -x end
+  local e = math.floor(math.log(a) / math.log(2))
+  if 2 ^ e > a then e = e - 1 elseif 2 ^ (e + 1) <= a then e = e + 1 end
+  if e < -126 then e = -126 end
+  local quantum = 2 ^ (e - 23)                   -- 24 significant bits
+  local m = a / quantum
+  local r = math.floor(m)
+  if m - r > 0.5 or (m - r == 0.5 and r % 2 == 1) then r = r + 1 end
+  local v = r * quantum                          -- a float, also when 0
+  if v > FLT_MAX then return sign * math.huge end
+  return sign * v
+end
+
+-- Negative zero, made at run time: Lua 5.1 folds a `-0.0` literal into
+-- the function's constant 0 when both appear.
+H.NEG_ZERO = -1 / math.huge
+
+-- Runs a shell command; returns ok (it exited with 0), combined output.
+-- (The exit status travels at the end of the output: 5.1 and LuaJIT's
+-- popen close() does not give it.)
 function H.run(cmd)
-  local p = assert(io.popen("(" .. cmd .. ") 2>&1"))
-  local out = p:read("a")
-  local ok = p:close()
-  return ok == true, out
+  local p = assert(io.popen("(" .. cmd .. ") 2>&1; printf '\\001rc=%d' \"$?\""))
+  local out = p:read("*a")
+  p:close()
+  local body, rc = out:match("^(.*)\1rc=(%d+)$")
+  if not body then return false, out end
+  return rc == "0", body
+end
+
+-- os.execute(cmd) as a boolean: whether it exited with 0 (5.1 and LuaJIT
+-- return the wait status, 5.2+ true or nil, "exit", code).
+function H.execute(cmd)
+  local r = os.execute(cmd)
+  if type(r) == "number" then return r == 0 end
+  return r == true
 end
 
 -- Runs `openssl <args>`; fails the spec (with openssl's output) unless it
@@ -34,7 +157,7 @@ end
 local made = {}
 function H.tmpdir()
   local p = assert(io.popen("mktemp -d /tmp/tlspeer-spec.XXXXXX"))
-  local dir = p:read("l")
+  local dir = p:read("*l")
   p:close()
   made[#made + 1] = dir
   return dir
@@ -49,7 +172,7 @@ end
 
 function H.read(path)
   local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
+  local s = f:read("*a")
   f:close()
   return s
 end
@@ -82,11 +205,13 @@ function H.unhex(h)
   return (h:gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end))
 end
 
--- Deterministic pseudo-random bytes of length n (for test inputs).
+-- Deterministic pseudo-random bytes of length n (for test inputs), the
+-- same on every runtime: x * 1103515245 is taken in two halves
+-- (1103515245 = 16838 * 2^16 + 20077), so no product passes 2^53.
 function H.bytes(n, seed)
   local t, x = {}, seed or 12345
   for i = 1, n do
-    x = (x * 1103515245 + 12345) % 2147483648
+    x = ((x * 16838) % 32768 * 65536 + x * 20077 + 12345) % 2147483648
     t[i] = string.char(x % 256)
   end
   return table.concat(t)
@@ -116,12 +241,13 @@ function H.uncolon(s)
   return (s:gsub("[:%s]", ""):lower())
 end
 
--- Runs a Lua chunk in a fresh `lua5.4` with the same package.path and
--- package.cpath as this process; returns ok, combined output.
+-- Runs a Lua chunk in a fresh interpreter of the runtime under test (H.LUA)
+-- with the same package.path and package.cpath as this process; returns
+-- ok, combined output.
 function H.lua(code)
   local prelude = ("package.path = %q; package.cpath = %q")
     :format(package.path, package.cpath)
-  return H.run("lua5.4 -e " .. shell_quote(prelude) .. " -e "
+  return H.run(H.LUA .. " -e " .. shell_quote(prelude) .. " -e "
                .. shell_quote(code))
 end
 
@@ -186,7 +312,7 @@ end
 local function alive(pid)
   local f = io.open("/proc/" .. pid .. "/stat", "r")
   if not f then return false end
-  local stat = f:read("a") or ""
+  local stat = f:read("*a") or ""
   f:close()
   return stat:match("^%d+ %b() (%a)") ~= "Z"
 end
@@ -225,7 +351,7 @@ end
 function H.s_server(args)
   local dir = H.tmpdir()
   local fifo, out = dir .. "/stdin", dir .. "/out"
-  assert(os.execute("mkfifo " .. shell_quote(fifo)))
+  assert(H.execute("mkfifo " .. shell_quote(fifo)))
   local last
   for _ = 1, 5 do
     local port = H.free_port()
@@ -234,7 +360,7 @@ function H.s_server(args)
     local cmd = ("openssl s_server -accept 127.0.0.1:%d %s >%s 2>&1 0<>%s & echo $!")
       :format(port, args or "", shell_quote(out), shell_quote(fifo))
     local p = assert(io.popen(cmd))
-    local pid = tonumber(p:read("l"))
+    local pid = tonumber(p:read("*l"))
     p:close()
     assert(pid, "could not start openssl s_server")
     local h = { port = port, pid = pid, dir = dir }
@@ -282,12 +408,12 @@ function H.s_client(args, input)
   local script = ("echo $$ >%s; openssl s_client %s <%s >%s 2>&1; echo $? >%s.tmp; mv %s.tmp %s")
     :format(shell_quote(pidf), args, shell_quote(inp), shell_quote(out),
             shell_quote(rc), shell_quote(rc), shell_quote(rc))
-  assert(os.execute("setsid sh -c " .. shell_quote(script)
+  assert(H.execute("setsid sh -c " .. shell_quote(script)
                     .. " </dev/null >/dev/null 2>&1 &"))
   local h = {}
   local pgid = H.wait_for(function()
     local f = io.open(pidf, "r")
-    local v = f and tonumber(f:read("a"))
+    local v = f and tonumber(f:read("*a"))
     if f then f:close() end
     return v
   end, 5, 0.002)
@@ -297,7 +423,7 @@ function H.s_client(args, input)
   function h.exit_code()
     local f = io.open(rc, "r")
     if not f then return nil end
-    local v = tonumber(f:read("a"))
+    local v = tonumber(f:read("*a"))
     f:close()
     return v
   end
@@ -311,7 +437,7 @@ function H.s_client(args, input)
     if h.exit_code() then return end          -- finished: nothing left
     os.execute("kill -TERM -" .. g .. " 2>/dev/null")
     if not H.wait_for(function()
-      return not os.execute("kill -0 -" .. g .. " 2>/dev/null")
+      return not H.execute("kill -0 -" .. g .. " 2>/dev/null")
     end, 1, 0.01) then
       os.execute("kill -KILL -" .. g .. " 2>/dev/null")
     end
@@ -332,7 +458,7 @@ function H.lua_env(env, code)
   for _, s in ipairs(sets) do parts[#parts + 1] = s end
   local prelude = ("package.path = %q; package.cpath = %q")
     :format(package.path, package.cpath)
-  return H.run(table.concat(parts, " ") .. " lua5.4 -e " .. shell_quote(prelude)
+  return H.run(table.concat(parts, " ") .. " " .. H.LUA .. " -e " .. shell_quote(prelude)
                .. " -e " .. shell_quote(code))
 end
 
@@ -351,7 +477,7 @@ function H.nginx(http_conf, nports)
   nports = nports or 1
   local dir = H.tmpdir()
   for _, d in ipairs { "tmp", "tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi" } do
-    assert(os.execute("mkdir -p " .. shell_quote(dir .. "/" .. d)))
+    assert(H.execute("mkdir -p " .. shell_quote(dir .. "/" .. d)))
   end
   local is_root = H.run("test \"$(id -u)\" = 0")
   local echo_mod = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
@@ -382,7 +508,7 @@ function H.nginx(http_conf, nports)
               shell_quote("daemon off; pid " .. dir .. "/nginx.pid;"),
               shell_quote(dir .. "/out"))
     local p = assert(io.popen(cmd))
-    local pid = tonumber(p:read("l"))
+    local pid = tonumber(p:read("*l"))
     p:close()
     assert(pid, "could not start nginx")
     local h = { ports = ports, port = ports[1], dir = dir, pgid = pid }
@@ -396,11 +522,11 @@ function H.nginx(http_conf, nports)
       -- (no "--": dash's kill builtin rejects it)
       os.execute("kill -TERM -" .. g .. " 2>/dev/null")
       if not H.wait_for(function()
-        return not os.execute("kill -0 -" .. g .. " 2>/dev/null")
+        return not H.execute("kill -0 -" .. g .. " 2>/dev/null")
       end, 2, 0.01) then
         os.execute("kill -KILL -" .. g .. " 2>/dev/null")
         H.wait_for(function()
-          return not os.execute("kill -0 -" .. g .. " 2>/dev/null")
+          return not H.execute("kill -0 -" .. g .. " 2>/dev/null")
         end, 1, 0.01)
       end
     end

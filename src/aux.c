@@ -27,7 +27,9 @@ void tp_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
                  const luaL_Reg *meta, lua_CFunction ctor,
                  const tp_const *consts)
 {
-    luaL_newmetatable(L, tname);          /* also sets __name */
+    luaL_newmetatable(L, tname);
+    lua_pushstring(L, tname);             /* what 5.3+ do, for every Lua */
+    lua_setfield(L, -2, "__name");
     luaL_setfuncs(L, meta, 0);
     lua_newtable(L);
     luaL_setfuncs(L, methods, 0);

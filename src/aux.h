@@ -15,9 +15,11 @@
 
 #if defined(__GNUC__)
 #define TP_HIDDEN __attribute__((visibility("hidden")))
+#define TP_EXPORT __attribute__((visibility("default")))
 #define TP_PRINTF(f, a) __attribute__((format(printf, f, a)))
 #else
 #define TP_HIDDEN
+#define TP_EXPORT
 #define TP_PRINTF(f, a)
 #endif
 

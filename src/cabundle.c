@@ -14,8 +14,14 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* Registry: &bundle_key -> { override = path, cached = X509Certificate,
- * source = where it came from, shipped = { candidate paths } } */
+#ifdef TLSPEER_EMBED_CA_BUNDLE
+extern const unsigned char tp_embedded_bundle[];
+extern const size_t tp_embedded_bundle_len;
+#endif
+
+/* Registry: &bundle_key -> { override = path, override_pem = PEM,
+ * cached = X509Certificate, source = where it came from,
+ * shipped = { candidate paths } } */
 static const char bundle_key = 'b';
 
 static const char *const system_bundles[] = {
@@ -96,6 +102,22 @@ static int load_bundle(lua_State *L, int state, int with_override)
     int i, n;
 
     if (with_override) {
+        lua_getfield(L, state, "override_pem");
+        if (!lua_isnil(L, -1)) {
+            size_t len;
+            const char *pem = lua_tolstring(L, -1, &len);
+            crt = tp_newcert(L);
+            /* Lenient, as for files: the certificates that parse count. */
+            (void)mbedtls_x509_crt_parse(crt, (const unsigned char *)pem,
+                                         len + 1);
+            if (crt->raw.p == NULL)
+                return tp_fail(L, "ERR_INVALID_DATA", "the certificate "
+                               "bundle override given as PEM holds no "
+                               "certificate that can be read");
+            lua_pushliteral(L, "override (PEM in memory)");
+            return 2;
+        }
+        lua_pop(L, 1);
         lua_getfield(L, state, "override");
         if (!lua_isnil(L, -1)) {
             const char *path = lua_tostring(L, -1);
@@ -140,6 +162,15 @@ static int load_bundle(lua_State *L, int state, int with_override)
     lua_getfield(L, state, "shipped");
     if (first_loadable(L, crt))
         return 2;
+#ifdef TLSPEER_EMBED_CA_BUNDLE
+    /* Baked in by make static EMBED_CA_BUNDLE=1: the last resort. */
+    (void)mbedtls_x509_crt_parse(crt, tp_embedded_bundle,
+                                 tp_embedded_bundle_len + 1);
+    if (crt->raw.p != NULL) {
+        lua_pushliteral(L, "the Mozilla bundle built into tlspeer");
+        return 2;
+    }
+#endif
     return tp_fail(L, "ERR_FILE_NOT_FOUND", "no CA bundle found: set "
                    "SSL_CERT_FILE, install the ca-certificates package, or "
                    "call tls.set_certificate_bundle_override(path)");
@@ -167,8 +198,9 @@ int tp_cabundle_push(lua_State *L)
     return 1;
 }
 
-/* tls.set_certificate_bundle_override(path_or_nil) */
-static int set_override(lua_State *L)
+/* Sets one override (`field`: override or override_pem) from argument 1,
+ * unsetting the other: there is one override, as in Godot. */
+static int set_either(lua_State *L, const char *field, const char *other)
 {
     if (!lua_isnoneornil(L, 1))
         luaL_checkstring(L, 1);
@@ -178,10 +210,25 @@ static int set_override(lua_State *L)
         lua_pop(L, 1);
         lua_pushnil(L);              /* "" means unset, as in Godot */
     }
-    lua_setfield(L, -2, "override");
+    lua_setfield(L, -2, field);
+    lua_pushnil(L);
+    lua_setfield(L, -2, other);
     lua_pushnil(L);
     lua_setfield(L, -2, "cached");   /* the next client loads anew */
     return 0;
+}
+
+/* tls.set_certificate_bundle_override(path_or_nil) */
+static int set_override(lua_State *L)
+{
+    return set_either(L, "override", "override_pem");
+}
+
+/* tls.set_certificate_bundle_override_pem(pem_or_nil): the same override
+ * from PEM in memory (a bundle read from a game's archive). */
+static int set_override_pem(lua_State *L)
+{
+    return set_either(L, "override_pem", "override");
 }
 
 static int get_override(lua_State *L)
@@ -264,6 +311,7 @@ void tp_open_cabundle(lua_State *L)
 {
     static const luaL_Reg fns[] = {
         {"set_certificate_bundle_override", set_override},
+        {"set_certificate_bundle_override_pem", set_override_pem},
         {"get_certificate_bundle_override", get_override},
         {"get_system_ca_certificates", get_system_ca_certificates},
         {"get_certificate_bundle_source", get_source},

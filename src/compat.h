@@ -45,21 +45,23 @@
 #define tp_checkinteger(L, arg) luaL_checkinteger((L), (arg))
 #define tp_isinteger(L, idx)    lua_isinteger((L), (idx))
 #else
-static inline int tp_isinteger(lua_State *L, int idx)
+static inline int tp_integral(lua_Number n)
 {
-    lua_Number n;
-    if (lua_type(L, idx) != LUA_TNUMBER)
-        return 0;
-    n = lua_tonumber(L, idx);
     return n >= -9223372036854775808.0 && n < 9223372036854775808.0 &&
            (lua_Number)(lua_Integer)n == n;
 }
+/* A number (not a string) with an integral value: lua_isinteger's test. */
+static inline int tp_isinteger(lua_State *L, int idx)
+{
+    return lua_type(L, idx) == LUA_TNUMBER && tp_integral(lua_tonumber(L, idx));
+}
+/* As 5.3's luaL_checkinteger: a number or numeric string, integral. */
 static inline lua_Integer tp_checkinteger(lua_State *L, int arg)
 {
-    luaL_checknumber(L, arg);
-    if (!tp_isinteger(L, arg))
+    lua_Number n = luaL_checknumber(L, arg);
+    if (!tp_integral(n))
         luaL_argerror(L, arg, "number has no integer representation");
-    return (lua_Integer)lua_tonumber(L, arg);
+    return (lua_Integer)n;
 }
 #endif
 
@@ -167,6 +169,19 @@ static inline int tp_compat_rawgetp52(lua_State *L, int idx, const void *p)
 }
 #define lua_rawgetp(L, i, p) tp_compat_rawgetp52((L), (i), (p))
 #endif
+
+/* luaL_checkoption, refusing a non-string everywhere: LuaJIT's takes any
+ * value that is not a string for the default. */
+static inline int tp_checkoption(lua_State *L, int arg, const char *def,
+                                 const char *const list[])
+{
+    int t = lua_type(L, arg);
+    if (t != LUA_TNONE && t != LUA_TNIL && t != LUA_TSTRING &&
+        t != LUA_TNUMBER)
+        luaL_argerror(L, arg, lua_pushfstring(L, "string expected, got %s",
+                                              luaL_typename(L, arg)));
+    return luaL_checkoption(L, arg, def, list);
+}
 
 /* Several user values per userdata is 5.4's; before, the one user value
  * (5.2, 5.3) or the environment (5.1) holds a table of them. */

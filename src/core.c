@@ -10,12 +10,6 @@
 
 #include <mbedtls/version.h>
 
-#if defined(__GNUC__)
-#define TP_EXPORT __attribute__((visibility("default")))
-#else
-#define TP_EXPORT
-#endif
-
 TP_EXPORT int luaopen_tlspeer_core(lua_State *L);
 
 /*

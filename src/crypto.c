@@ -112,7 +112,7 @@ static int crypto_generate_ec(lua_State *L)
     mbedtls_pk_context *pk;
     int err;
     CHECK_CRYPTO(L);
-    which = luaL_checkoption(L, 2, "secp256r1", curve_names);
+    which = tp_checkoption(L, 2, "secp256r1", curve_names);
     pk = tp_newkey(L);
     err = mbedtls_pk_setup(pk, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY));
     if (err == 0)

@@ -377,7 +377,7 @@ static int cert_get_fingerprint(lua_State *L)
                                               MBEDTLS_MD_SHA512};
     int which;
     lua_settop(L, 2);
-    which = luaL_checkoption(L, 2, "sha256", names);
+    which = tp_checkoption(L, 2, "sha256", names);
     const mbedtls_md_info_t *md = mbedtls_md_info_from_type(types[which]);
     unsigned char out[MBEDTLS_MD_MAX_SIZE];
     FIRST(crt);

@@ -14,6 +14,7 @@ for _, name in ipairs { "Crypto", "CryptoKey", "X509Certificate",
 end
 
 for _, name in ipairs { "set_certificate_bundle_override",
+                        "set_certificate_bundle_override_pem",
                         "get_certificate_bundle_override",
                         "get_system_ca_certificates",
                         "get_certificate_bundle_source" } do
