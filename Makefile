@@ -120,6 +120,21 @@ $(BUILD)/embedded_bundle.c: certs/ca-certificates.crt scripts/embed.lua
 $(BUILD)/embedded_%.o: $(BUILD)/embedded_%.c
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
+# examples/embed/host.c linked with libtlspeer.a, Lua and (when libtlspeer.a
+# does not carry it) mbedtls, all static: as C and as C++.  LUA_STATIC is
+# the runtime's static library.
+LUA_STATIC  ?= $(if $(filter luajit,$(LUA)),/usr/lib/x86_64-linux-gnu/libluajit-5.1.a,/usr/lib/x86_64-linux-gnu/liblua$(LUA).a)
+CXX         ?= c++
+EMBED_LIBS   = $(STATIC_LIB) $(LUA_STATIC) \
+               $(if $(MBEDTLS_PREFIX),,-Wl,-Bstatic -lmbedtls -lmbedx509 -lmbedcrypto -Wl,-Bdynamic) \
+               -lm -ldl -lpthread
+.PHONY: embed-example
+embed-example: static $(BUILD)/embed-host $(BUILD)/embed-host-cxx
+$(BUILD)/embed-host: examples/embed/host.c $(STATIC_LIB) $(BUILD)/tlspeer.h
+	$(CC) -std=c99 $(WARN) $(WERROR) -O2 -I$(BUILD) -I$(LUA_INCDIR) -o $@ $< $(EMBED_LIBS)
+$(BUILD)/embed-host-cxx: examples/embed/host.c $(STATIC_LIB) $(BUILD)/tlspeer.h
+	$(CXX) -x c++ -Wall -Wextra $(WERROR) -O2 -I$(BUILD) -I$(LUA_INCDIR) -o $@ $< -x none $(EMBED_LIBS)
+
 $(STATIC_LIB): $(OBJS) $(BUILD)/embed.o $(BUILD)/embedded_modules.o $(EMBED_OBJS)
 	$(LD) -r -o $(BUILD)/tlspeer-static.o $(OBJS) $(BUILD)/embed.o \
 	  $(BUILD)/embedded_modules.o $(EMBED_OBJS) $(STATIC_MBEDTLS)
@@ -245,14 +260,14 @@ soak: all dev-certs spec-helpers
 # C file; FULL=1: the whole suite) under memcheck against $(BUILD), zero
 # errors and zero definite leaks.
 ASAN_CC     ?= gcc
-ASAN_BUILD  ?= build-asan$(if $(MBEDTLS_PREFIX),-3.6)
+ASAN_BUILD  ?= build-asan$(if $(filter-out 5.4,$(LUA)),-$(LUA))$(if $(MBEDTLS_PREFIX),-3.6)
 ASAN_SAN    ?= -fsanitize=address,undefined -fno-sanitize-recover=undefined \
                -fno-omit-frame-pointer
 ASAN_LINK    = $(ASAN_SAN)$(if $(findstring clang,$(ASAN_CC)), -shared-libasan)
 
 .PHONY: asan asan-build valgrind
 asan: deps asan-build dev-certs
-	CC='$(ASAN_CC)' scripts/asan.sh '$(ASAN_BUILD)' $(BUSTED_ARGS)
+	CC='$(ASAN_CC)' LUA_BIN='$(LUA_BIN)' scripts/asan.sh '$(ASAN_BUILD)' $(BUSTED_ARGS)
 
 asan-build:
 	$(MAKE) BUILD='$(ASAN_BUILD)' CC='$(ASAN_CC)' CFLAGS='-O1 -g $(ASAN_SAN)' \

@@ -55,7 +55,7 @@ client:on("data_received", function(data)
 end)
 client:on("connection_failed", function(message, code)
   print(("client: failed: %s (%s)"):format(message, code))
-  os.exit(1)
+  os.exit(1, true)
 end)
 
 local deadline = os.time() + 10

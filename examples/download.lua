@@ -13,14 +13,14 @@ io.stdout:setvbuf("line")    -- progress shows at once, also in a pipe
 local url, file, ca = arg[1], arg[2], arg[3]
 if not url or not file then
   io.stderr:write("usage: lua5.4 examples/download.lua URL FILE [ca.crt]\n")
-  os.exit(2)
+  os.exit(2, true)
 end
 
 local tls_options
 if ca then
   local cert = tls.X509Certificate.new()
   local ok, msg = cert:load(ca)
-  if not ok then io.stderr:write(msg, "\n"); os.exit(1) end
+  if not ok then io.stderr:write(msg, "\n"); os.exit(1, true) end
   tls_options = tls.TLSOptions.client(cert)
 end
 
@@ -29,7 +29,7 @@ local size, code_or_msg, headers_or_code = tls.request(url, {
 })
 if not size then
   io.stderr:write("download failed: ", code_or_msg, " (", headers_or_code, ")\n")
-  os.exit(1)
+  os.exit(1, true)
 end
 if code_or_msg ~= 200 then
   io.stderr:write(("warning: HTTP status %d\n"):format(code_or_msg))

@@ -19,21 +19,21 @@ local url = arg[1] or "https://example.com/"
 local scheme, host, port, path = HTTPClient.parse_url(url)
 if scheme ~= "https" then
   io.stderr:write("usage: lua5.4 examples/https_get.lua [https://host[:port]/path] [ca.crt]\n")
-  os.exit(2)
+  os.exit(2, true)
 end
 
 local trusted
 if arg[2] then
   trusted = tls.X509Certificate.new()
   local ok, msg = trusted:load(arg[2])
-  if not ok then io.stderr:write(msg, "\n"); os.exit(1) end
+  if not ok then io.stderr:write(msg, "\n"); os.exit(1, true) end
 end
 
 local client = HTTPClient.new()
 local ok, msg = client:connect_to_host(host, port, tls.TLSOptions.client(trusted))
 if not ok then
   io.stderr:write("connect_to_host: ", msg, "\n")
-  os.exit(1)
+  os.exit(1, true)
 end
 
 local deadline = os.time() + 30          -- a frame counter would do as well
@@ -41,7 +41,7 @@ local function waiting(...)
   local st = client:get_status()
   for _, s in ipairs { ... } do
     if st == s then
-      if os.time() > deadline then io.stderr:write("timed out\n"); os.exit(1) end
+      if os.time() > deadline then io.stderr:write("timed out\n"); os.exit(1, true) end
       return true
     end
   end
@@ -54,7 +54,7 @@ end
 
 if client:get_status() ~= HTTPClient.STATUS_CONNECTED then
   print("Connection failed: " .. (client:get_error() or "status " .. client:get_status()))
-  os.exit(1)
+  os.exit(1, true)
 end
 print("Connected to " .. host .. ":" .. port .. " via TLS")
 
@@ -65,7 +65,7 @@ while waiting(HTTPClient.STATUS_REQUESTING) do
 end
 if not client:has_response() then
   print("Request failed: " .. (client:get_error() or "no response"))
-  os.exit(1)
+  os.exit(1, true)
 end
 
 print("Status: " .. client:get_response_code())
@@ -80,7 +80,7 @@ end
 local st = client:get_status()
 if st ~= HTTPClient.STATUS_CONNECTED and st ~= HTTPClient.STATUS_DISCONNECTED then
   print("Body failed: " .. (client:get_error() or "status " .. st))
-  os.exit(1)
+  os.exit(1, true)
 end
 print("Response: " .. table.concat(body))
 client:close()

@@ -4,10 +4,11 @@
 #
 #   scripts/asan.sh BUILD [busted args...]
 #
-# lua5.4 itself is not instrumented, so the sanitizer runtime is preloaded
+# The Lua interpreter (LUA_BIN: lua5.4 by default, or luajit, lua5.1...) is
+# not instrumented, so the sanitizer runtime is preloaded
 # (LD_PRELOAD of the compiler's libasan.so).  Every process the specs start
-# inherits that environment; tlspeer only ever runs inside lua5.4 processes
-# (busted and the fresh lua5.4 the specs spawn), and those keep the runtime,
+# inherits that environment; tlspeer only ever runs inside Lua interpreters
+# (busted and the fresh ones the specs spawn), and those keep the runtime,
 # so a bug in a child interpreter is caught too.  `openssl` and `nginx`, the
 # peers the specs start, run through shims (first in PATH) that drop the
 # sanitizer environment: they are not ours, uninstrumented, and LeakSanitizer
@@ -30,6 +31,7 @@ cd "$(dirname "$0")/.."
 build=${1:?usage: scripts/asan.sh BUILD [busted args]}
 shift
 cc=${CC:-gcc}
+lua=${LUA_BIN:-lua5.4}
 case "$($cc --version 2>/dev/null | head -1)" in
   *clang*) runtime=$($cc -print-file-name=libclang_rt.asan-x86_64.so) ;;
   *)       runtime=$($cc -print-file-name=libasan.so) ;;
@@ -54,15 +56,19 @@ done
 # Memory errors and undefined behaviour are checked in every process that
 # keeps the runtime.  Leak checking is switched on per executable, through
 # the runtime's include_if_exists=...%b (%b: the executable's name): only
-# lua5.4 gets detect_leaks=1.  The small tools the specs call (mktemp, ls...)
+# the interpreter gets detect_leaks=1.  The small tools the specs call (mktemp, ls...)
 # exit without freeing what they allocated, which is theirs, not ours.
 mkdir -p "$work/opts"
-echo "detect_leaks=1" > "$work/opts/lua5.4"
+echo "detect_leaks=1" > "$work/opts/$lua"
 common="log_path=$logdir/report:log_exe_name=1"
 export PATH="$work/bin:$PATH"
+# Full unwinding on malloc gives better stacks, but LuaJIT's machine code
+# has no unwind information: the unwinder never ends there.
+unwind=0
+case "$lua" in *luajit*) unwind=1 ;; esac
 export ASAN_OPTIONS="$common:halt_on_error=1:abort_on_error=0:detect_leaks=0:\
 check_initialization_order=1:detect_stack_use_after_return=1:\
-strict_string_checks=1:fast_unwind_on_malloc=0:\
+strict_string_checks=1:fast_unwind_on_malloc=$unwind:\
 include_if_exists=$work/opts/%b"
 export UBSAN_OPTIONS="$common:halt_on_error=1:print_stacktrace=1"
 export LSAN_OPTIONS="$common:suppressions=$PWD/scripts/lsan.supp:print_suppressions=0"
@@ -75,7 +81,7 @@ export TLSPEER_SANITIZER=asan
 export TLSPEER_LOAD_CLIENTS="${TLSPEER_LOAD_CLIENTS:-10}"
 export TLSPEER_LOAD_HANDSHAKES="${TLSPEER_LOAD_HANDSHAKES:-50}"
 start=$(date +%s)
-LD_PRELOAD="$runtime" lua5.4 /usr/bin/busted --cpath="$build/?.so" "$@"
+TLSPEER_LUA="$lua" LD_PRELOAD="$runtime" "$lua" /usr/bin/busted --cpath="$build/?.so" "$@"
 rc=$?
 elapsed=$(( $(date +%s) - start ))
 

@@ -209,8 +209,10 @@ describe("load (" .. (FULL and "full" or "normal-suite") .. " counts)", function
            HANDSHAKES, last.t, 1000 * last.t / HANDSHAKES, first.sfd, last.sfd, first.srss, last.srss,
            last.srss - first.srss, first.cfd, last.cfd, first.crss, last.crss, last.crss - first.crss)
     assert.equal(0, failures)
-    assert.equal(first.sfd, last.sfd, "the server's descriptors grew")
-    assert.equal(first.cfd, last.cfd, "the client's descriptors grew")
+    -- Never more than at the first sample (fewer is fine: a collector that
+    -- runs late, as LuaJIT's may, finalizes sockets of earlier specs then).
+    assert.is_true(last.sfd <= first.sfd, ("the server's descriptors grew: %d -> %d"):format(first.sfd, last.sfd))
+    assert.is_true(last.cfd <= first.cfd, ("the client's descriptors grew: %d -> %d"):format(first.cfd, last.cfd))
     -- AddressSanitizer keeps freed memory in quarantine by design, so RSS
     -- says nothing there (LeakSanitizer checks leaks in that run instead).
     if os.getenv("TLSPEER_SANITIZER") ~= "asan" then
