@@ -36,9 +36,9 @@ WERROR   ?=
 MBEDTLS_PREFIX ?=
 
 ALL_CFLAGS  = $(CFLAGS) $(WARN) $(WERROR) -std=c99 -D_POSIX_C_SOURCE=200809L \
-              -fPIC -fvisibility=hidden -I$(LUA_INCDIR) \
+              -pthread -fPIC -fvisibility=hidden -I$(LUA_INCDIR) \
               -DTLSPEER_SHAREDIR='"$(TLSPEER_SHAREDIR)"'
-ALL_LDFLAGS = $(LDFLAGS) -shared
+ALL_LDFLAGS = $(LDFLAGS) -shared -pthread
 ifneq ($(MBEDTLS_PREFIX),)
 ALL_CFLAGS += -I$(MBEDTLS_PREFIX)/include
 LIBS = $(MBEDTLS_PREFIX)/lib/libmbedtls.a $(MBEDTLS_PREFIX)/lib/libmbedx509.a \
@@ -196,7 +196,7 @@ clean:
 	rm -rf $(BUILD) tlspeer
 
 # ------------------------------------------------------------------ fuzzing
-# make fuzz [FUZZ_TIME=60] [FUZZ_TARGETS="key cert tls_server tls_client http streampeer"]
+# make fuzz [FUZZ_TIME=60] [FUZZ_TARGETS="key cert tls_server tls_client tls_pair http url streampeer"]
 # builds the libFuzzer harnesses in fuzz/build/ (clang, ASan + UBSan,
 # tlspeer's sources compiled in, Debian's mbedtls 2.28 and liblua5.4) and
 # runs each for FUZZ_TIME seconds from its seeds in fuzz/corpus/<name>/
@@ -204,7 +204,7 @@ clean:
 # fuzz/build/crashes/<name>/).  See fuzz/README.md.
 FUZZ_CC      ?= clang
 FUZZ_TIME    ?= 60
-FUZZ_TARGETS ?= key cert tls_server tls_client http streampeer
+FUZZ_TARGETS ?= key cert tls_server tls_client tls_pair http url streampeer
 FUZZ_CFLAGS  ?= -g -O1 -fno-omit-frame-pointer
 FUZZ_SAN     ?= -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_ARGS    ?=
@@ -213,7 +213,7 @@ FUZZ_BUILD    = fuzz/build
 # they) link the Lua library; the module never does.
 FUZZ_LUALIB  ?= -llua5.4
 FUZZ_OBJS     = $(SRCS:src/%.c=$(FUZZ_BUILD)/obj/%.o)
-FUZZ_ALL_CFLAGS = $(FUZZ_CFLAGS) $(FUZZ_SAN) -std=c99 -D_POSIX_C_SOURCE=200809L \
+FUZZ_ALL_CFLAGS = $(FUZZ_CFLAGS) $(FUZZ_SAN) -std=c99 -D_POSIX_C_SOURCE=200809L -pthread \
               -I$(LUA_INCDIR) -DTLSPEER_SHAREDIR='"$(TLSPEER_SHAREDIR)"'
 
 .PHONY: fuzz fuzz-build
@@ -233,7 +233,7 @@ $(FUZZ_BUILD)/obj/%.o: src/%.c src/aux.h src/compat.h
 	$(FUZZ_CC) $(FUZZ_ALL_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
 $(FUZZ_BUILD)/key $(FUZZ_BUILD)/cert $(FUZZ_BUILD)/tls_server $(FUZZ_BUILD)/tls_client \
-  $(FUZZ_BUILD)/http $(FUZZ_BUILD)/streampeer: \
+  $(FUZZ_BUILD)/tls_pair $(FUZZ_BUILD)/http $(FUZZ_BUILD)/url $(FUZZ_BUILD)/streampeer: \
   $(FUZZ_BUILD)/%: fuzz/harness.c $(FUZZ_OBJS)
 	$(FUZZ_CC) $(FUZZ_ALL_CFLAGS) -DFUZZ_TARGET='"$*"' -DFUZZ_ROOT='"$(CURDIR)"' \
 	  -o $@ fuzz/harness.c $(FUZZ_OBJS) -lmbedtls -lmbedx509 -lmbedcrypto $(FUZZ_LUALIB) -lm

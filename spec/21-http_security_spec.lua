@@ -244,6 +244,17 @@ describe("redirects and credentials", function()
     assert.equal("127.0.0.1:" .. b.port, header(b.requests[1], "Host"))
   end)
 
+  it("a redirect to a path with a TAB, NUL, VT or FF is the server's fault", function()
+    for _, path in ipairs { "/a\tb", "/a\0b", "/a\11b", "/a\12b" } do
+      local s = serve(redirect(path))
+      local r = in_child(("return tls.request(%q, { timeout = 10 })"):format(url(s, "/")))
+      assert.equal("nil", r[1])
+      assert.matches("redirected to an invalid URL", r[2], 1, true)
+      assert.equal("ERR_INVALID_DATA", r[3])
+      assert.equal(1, #s.requests)
+    end
+  end)
+
   it("https -> http is followed, but without the credentials", function()
     local key, cert = tls.CryptoKey.new(), tls.X509Certificate.new()
     assert(key:load("certs/server.key"))
@@ -362,6 +373,20 @@ describe("host names", function()
     assert.is_true(c:connect_to_host("https://localhost:9443/x"))
     assert.matches("https://localhost:9443", tostring(c), 1, true)
     c:close()
+  end)
+
+  it("a space or control character in the path is refused: by tls.request (nil, message) and by request() (raises)", function()
+    local s = serve(response(200, "", "ok"))
+    for _, path in ipairs { "/a b", "/a\tb", "/a\0b", "/a\11b", "/a\12b", "/a\127b", "/x\r\nX-Injected: 1" } do
+      local u = "http://127.0.0.1:" .. s.port .. path
+      local body, msg, code = tls.request(u, { timeout = 2 })
+      assert.is_nil(body, ("%q was requested"):format(u))
+      assert.equal("ERR_INVALID_PARAMETER", code, msg)
+      assert.matches("space or control character", msg, 1, true)
+      local c = HTTPClient.new()
+      assert.has_error(function() c:request(HTTPClient.METHOD_GET, path, {}) end)
+    end
+    assert.equal(0, #s.requests)
   end)
 
   it("tls.request refuses a bad host in the URL at once, without connecting", function()

@@ -307,6 +307,26 @@ describe("issue 9 #5: re-entry from a transport", function()
     assert.matches("from inside its own transport", msg)
   end)
 
+  it("disconnect_from_stream() from put_partial_data: the record the transport took counts as sent", function()
+    -- The transport closes the peer, then accepts the whole record: the
+    -- bytes left, so put_partial_data says so (fuzzer finding).
+    local a, b = tls.pipe()
+    local peer, server = TLS.new(), TLS.new()
+    assert(server:accept_stream(b, SERVER_OPTS()))
+    local t = { armed = false }
+    function t.get_partial_data(_, n) return a:get_partial_data(n) end
+    function t.put_partial_data(_, s)
+      if t.armed then t.armed = false; peer:disconnect_from_stream() end
+      return a:put_partial_data(s)
+    end
+    assert(peer:connect_to_stream(t, "localhost", tls.TLSOptions.client(CA)))
+    assert.same({ CONNECTED, CONNECTED }, { handshake(peer, server) })
+    t.armed = true
+    assert.equal(4, peer:put_partial_data("data"))
+    assert.equal(DISCONNECTED, peer:get_status())
+    assert.equal("data", drain(server))
+  end)
+
   it("getters work from inside the transport", function()
     local got
     local peer, t, server = reentrant(function(p)

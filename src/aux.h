@@ -186,6 +186,43 @@ TP_HIDDEN void tp_verify_resumed(tp_verify *v, const mbedtls_x509_crt *peer);
 TP_HIDDEN int tp_verify_explain(const tp_verify *v, uint32_t flags,
                                 char *buf, size_t len);
 
+/* ----------------------------------------------------- workers.c */
+
+/* A job for a worker thread: `run` does the work there (never touching
+ * the Lua state); `free` releases the job when its owner has abandoned it.
+ * The owner embeds tp_job at the start of its own job struct. */
+enum { TP_JOB_QUEUED, TP_JOB_RUNNING, TP_JOB_DONE, TP_JOB_ABANDONED,
+       TP_JOB_LOST };
+typedef struct tp_pool tp_pool;
+typedef struct tp_job {
+    void (*run)(struct tp_job *job);
+    void (*free)(struct tp_job *job);
+    struct tp_job *next;
+    tp_pool *pool;
+    int state;                       /* atomic: TP_JOB_* */
+} tp_job;
+
+enum { TP_POOL_CPU = 0, TP_POOL_DNS = 1 };
+#define TP_DNS_THREADS 4             /* lookups that may stall in parallel */
+
+/* The state's pool of `kind`, or NULL when work runs inline
+ * (tls.set_worker_threads(0), or no thread could be started). */
+TP_HIDDEN tp_pool *tp_pool_get(lua_State *L, int kind);
+/* Queues the job (0), or -1: then nothing was queued. */
+TP_HIDDEN int tp_pool_submit(tp_pool *p, tp_job *job);
+/* TP_JOB_QUEUED / RUNNING / DONE; TP_JOB_LOST for a job of a parent
+ * process (after fork). */
+TP_HIDDEN int tp_job_state(tp_job *job);
+/* Gives the job up: freed now if it is over, else by the worker. */
+TP_HIDDEN void tp_job_abandon(tp_job *job);
+/* Waits until the job is over or the deadline (tp_now(); < 0: forever)
+ * passes; 1 when over. */
+TP_HIDDEN int tp_job_wait(tp_job *job, double deadline);
+/* The descriptor that becomes readable when a job ends (-1 if none), and
+ * emptying it. */
+TP_HIDDEN int tp_wake_fd(lua_State *L);
+TP_HIDDEN void tp_wake_drain(lua_State *L);
+
 /* Constructors other files need. */
 TP_HIDDEN mbedtls_pk_context *tp_newkey(lua_State *L); /* empty CryptoKey */
 TP_HIDDEN mbedtls_pk_context *tp_checkkey(lua_State *L, int idx);
@@ -244,5 +281,6 @@ TP_HIDDEN void tp_open_tcp(lua_State *L);     /* StreamPeerTCP, TCPServer */
 TP_HIDDEN void tp_open_options(lua_State *L);
 TP_HIDDEN void tp_open_tls(lua_State *L);
 TP_HIDDEN void tp_open_cabundle(lua_State *L); /* functions on the module */
+TP_HIDDEN void tp_open_workers(lua_State *L);  /* functions on the module */
 
 #endif

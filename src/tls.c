@@ -205,8 +205,11 @@ static int lua_bio(struct tp_tls *t, lua_CFunction fn, lua_io *io, int fail)
 {
     lua_State *L = t->L;
     int top, r;
-    if (t->close_deferred || t->free_deferred)
+    if (t->close_deferred || t->free_deferred) {
+        snprintf(t->io_error, sizeof t->io_error, "the StreamPeerTLS was "
+                 "closed from inside its transport");
         return fail;                  /* closed: the stream is not called */
+    }
     if (L == NULL || !lua_checkstack(L, 8)) {
         snprintf(t->io_error, sizeof t->io_error, "no Lua stack for the "
                  "stream");
@@ -227,13 +230,9 @@ static int lua_bio(struct tp_tls *t, lua_CFunction fn, lua_io *io, int fail)
         return fail;
     }
     lua_settop(L, top);
-    if (t->close_deferred || t->free_deferred) {
-        /* Closed from the transport: mbedtls stops here; the close
-         * itself happens once mbedtls has returned (finish_call). */
-        snprintf(t->io_error, sizeof t->io_error, "the StreamPeerTLS was "
-                 "closed from inside its transport");
-        return fail;
-    }
+    /* Closed from the transport: what it took or gave in this call
+     * counts (a record it accepted has left); the calls after it fail,
+     * and the close itself happens once mbedtls has returned (finish_call). */
     return io->result;
 }
 

@@ -86,6 +86,13 @@ local function has_crlf(s)
   return s:find("[\r\n]") ~= nil
 end
 
+-- A request target (path and query) may hold no space and no control
+-- character: each would change the request line (TAB, NUL, VT, FF... as
+-- much as CR and LF).
+local function bad_target(s)
+  return s:find("[%z\1-\32\127]") ~= nil
+end
+
 -- s for a message, as the C core shows names: at most 200 bytes, any
 -- byte but printable ASCII as \xhh.
 local function printable(s)
@@ -421,8 +428,8 @@ function HTTPClient:request(method, url, headers, body)
   if not is_integer(method) or not METHODS[method] then
     argerror(1, "request", "METHOD_* value expected")
   end
-  if type(url) ~= "string" or url == "" or has_crlf(url) or url:find(" ") then
-    argerror(2, "request", "URL path expected (no spaces or line breaks)")
+  if type(url) ~= "string" or url == "" or bad_target(url) then
+    argerror(2, "request", "URL path expected (no spaces or control characters)")
   end
   local list = normalise_headers(headers, "request")
   body = body == nil and "" or body
@@ -897,6 +904,9 @@ local function parse_url(url)
   port = port or (scheme == "https" and 443 or 80)
   path = path:gsub("#.*$", "")
   if path == "" then path = "/" elseif path:sub(1, 1) == "?" then path = "/" .. path end
+  if bad_target(path) then
+    return nil, "a space or control character in the path (percent-encode it)"
+  end
   return scheme, host, port, path
 end
 
@@ -1025,10 +1035,7 @@ function HTTPClient.request_url(url, opts)
       -- refuse (a bad host, a space or line break) is the server's fault,
       -- not an argument error.
       local next_url = resolve_location(url, location)
-      local next_scheme, why, _, next_target = parse_url(next_url)
-      if next_scheme and (next_target:find(" ", 1, true) or has_crlf(next_target)) then
-        next_scheme, why = nil, "a space or line break in the path"
-      end
+      local next_scheme, why = parse_url(next_url)
       if not next_scheme then
         return nil, ("the server redirected to an invalid URL '%s' (%s)")
           :format(printable(location), why), "ERR_INVALID_DATA"
