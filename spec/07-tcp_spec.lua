@@ -37,10 +37,14 @@ local function new_server(host)
   return srv
 end
 
--- Waits (bounded) for a connection on srv and takes it.
-local function accept(srv)
-  assert(H.wait_for(function() return srv:is_connection_available() end, 5),
-         "no connection arrived")
+-- Waits (bounded) for a connection on srv and takes it, polling the
+-- connecting client meanwhile when there is one (a name is looked up on
+-- a worker: the connect starts once a poll sees the answer).
+local function accept(srv, client)
+  assert(H.wait_for(function()
+    if client then client:poll() end
+    return srv:is_connection_available()
+  end, 5), "no connection arrived")
   return track(assert(srv:take_connection()))
 end
 
@@ -50,7 +54,7 @@ local function pair(host, connect_host)
   local c = track(TCP.new())
   assert(c:connect_to_host(connect_host or host or "127.0.0.1",
                            srv:get_local_port()))
-  local s = accept(srv)
+  local s = accept(srv, c)
   assert.equal(CONNECTED, H.connected(c))
   return s, c, srv
 end
@@ -599,26 +603,62 @@ describe("StreamPeerTCP and TCPServer", function()
     accept(srv2)
   end)
 
-  it("an unresolvable host fails with ERR_CANT_RESOLVE", function()
+  it("an unresolvable host fails with ERR_CANT_RESOLVE, in a later poll (the lookup runs on a worker)", function()
     local c = track(TCP.new())
     local t0 = H.now()
-    local ok, msg, code = c:connect_to_host("no-such-host.invalid", 443)
-    assert.is_nil(ok)
+    assert.is_true(c:connect_to_host("no-such-host.invalid", 443))
+    assert.is_true(H.now() - t0 < 0.05, "connect_to_host waited for the lookup")
+    assert.equal(CONNECTING, c:get_status())
+    assert.is_boolean(c:is_resolving())
+    assert.truthy(H.wait_for(function() c:poll(); return c:get_status() ~= CONNECTING end, 10))
+    assert.equal(ERROR, c:get_status())
+    assert.is_false(c:is_resolving())
+    local msg, code = c:get_error()
     assert.equal("ERR_CANT_RESOLVE", code)
     assert.matches("no-such-host.invalid", msg, 1, true)
-    assert.equal(ERROR, c:get_status())
     assert.is_true(H.now() - t0 < 10)
+  end)
+
+  it("with worker threads off, an unresolvable host fails at once, as before", function()
+    local before = tls.get_worker_threads()
+    tls.set_worker_threads(0)
+    local ok, r, msg, code = pcall(function()
+      local c = track(TCP.new())
+      return c:connect_to_host("no-such-host.invalid", 443)
+    end)
+    tls.set_worker_threads(before)
+    assert.is_true(ok, r)
+    assert.is_nil(r)
+    assert.equal("ERR_CANT_RESOLVE", code)
+    assert.matches("no-such-host.invalid", msg, 1, true)
+  end)
+
+  it("a blocking read waits for the lookup and the connect", function()
+    local srv = new_server("*")
+    local c = track(TCP.new())
+    assert.is_true(c:connect_to_host("localhost", srv:get_local_port()))
+    local got
+    assert.truthy(H.wait_for(function()
+      if srv:is_connection_available() then
+        local s = track(srv:take_connection())
+        assert.is_true(s:put_data("late"))
+        return true
+      end
+      c:poll()
+    end, 5))
+    c:set_timeout(5)
+    got = c:get_data(4)
+    assert.equal("late", got)
   end)
 
   it("regression: get_error after an unresolvable host says ERR_CANT_RESOLVE", function()
     -- get_error said ERR_CANT_CONNECT for every STATUS_ERROR, also for a
     -- name that did not resolve.
     local c = track(TCP.new())
-    local ok, msg, code = c:connect_to_host("no-such-host.invalid", 443)
-    assert.is_nil(ok)
-    assert.equal("ERR_CANT_RESOLVE", code)
+    assert.is_true(c:connect_to_host("no-such-host.invalid", 443))
+    H.wait_for(function() c:poll(); return c:get_status() == ERROR end, 10)
     local emsg, ecode = c:get_error()
-    assert.equal(msg, emsg)
+    assert.matches("no-such-host.invalid", emsg, 1, true)
     assert.equal("ERR_CANT_RESOLVE", ecode)
 
     -- A refused connect is still ERR_CANT_CONNECT.

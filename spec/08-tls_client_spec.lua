@@ -468,9 +468,7 @@ describe("StreamPeerTLS client against openssl s_server", function()
 
   it("fails over an unresolvable host with the resolver's reason", function()
     local tcp = track(TCP.new())
-    local ok, _, code = tcp:connect_to_host("no-such-host.invalid", 443)
-    assert.is_nil(ok)
-    assert.equal("ERR_CANT_RESOLVE", code)
+    assert.is_true(tcp:connect_to_host("no-such-host.invalid", 443))   -- looked up on a worker
     local peer = track(TLS.new())
     assert(peer:connect_to_stream(tcp, "no-such-host.invalid", trusting()))
     assert.equal(ERROR, H.handshake(peer, 2))

@@ -226,7 +226,7 @@ describe("tls.listen and tls.connect", function()
     local c = tls.connect { host = "127.0.0.1", port = port, trusted = CERTS .. "ca.crt" }
     local ok, msg, code = c:wait(2)
     assert.is_nil(ok)
-    assert.equal("ERR_CONNECTION_ERROR", code)
+    assert.equal("ERR_CANT_CONNECT", code)
     assert.matches("refused", msg)
     local u = tls.connect { host = "no-such-host.invalid", port = 443 }
     ok, msg, code = u:wait(2)

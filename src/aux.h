@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <lua.h>
 #include <lauxlib.h>
 
@@ -223,6 +224,37 @@ TP_HIDDEN int tp_job_wait(tp_job *job, double deadline);
 TP_HIDDEN int tp_wake_fd(lua_State *L);
 TP_HIDDEN void tp_wake_drain(lua_State *L);
 
+/* ------------------------------------------------------- event.c */
+
+/* An object's place in the state's event loop (event.c): TCPServer and
+ * StreamPeerTCP carry one; a StreamPeerTLS over TCP uses its stream's. */
+typedef struct tp_loop tp_loop;
+typedef struct tp_watch {
+    tp_loop *loop;                   /* NULL: not watched */
+    int slot;                        /* -1: not watched */
+    int fd;                          /* the object's socket, or -1 */
+    tp_job *job;                     /* work on a worker: wake at its end */
+    struct tp_watch *next_job;
+    unsigned char job_linked;
+} tp_watch;
+
+#define tp_watch_init(w) \
+    (memset((w), 0, sizeof *(w)), (w)->slot = -1, (w)->fd = -1)
+/* The object's socket changed (-1: closed). */
+TP_HIDDEN void tp_watch_fd(tp_watch *w, int fd);
+/* The object has work on a worker (NULL: no longer): a loop reports it
+ * ready when that job ends. */
+TP_HIDDEN void tp_watch_job(tp_watch *w, tp_job *job);
+/* The next wait() reports the object (data is buffered past its socket). */
+TP_HIDDEN void tp_watch_wake(tp_watch *w);
+/* The object goes away: out of the loop. */
+TP_HIDDEN void tp_watch_release(tp_watch *w);
+/* The watch of a TCPServer/StreamPeerTCP, StreamPeerTLS (over TCP) at idx,
+ * or NULL. */
+TP_HIDDEN tp_watch *tp_tcp_watch(lua_State *L, int idx);
+TP_HIDDEN tp_watch *tp_tls_watch(lua_State *L, int idx);
+TP_HIDDEN void tp_open_event(lua_State *L);      /* core._loop */
+
 /* Constructors other files need. */
 TP_HIDDEN mbedtls_pk_context *tp_newkey(lua_State *L); /* empty CryptoKey */
 TP_HIDDEN mbedtls_pk_context *tp_checkkey(lua_State *L, int idx);
@@ -244,10 +276,15 @@ TP_HIDDEN const char *tp_tcp_error(struct tp_tcp *t);
 TP_HIDDEN void tp_tcp_disconnect(struct tp_tcp *t);
 TP_HIDDEN void tp_tcp_peer_text(struct tp_tcp *t, char *buf, size_t len);
 TP_HIDDEN void tp_tcp_set_no_delay(struct tp_tcp *t);
+TP_HIDDEN tp_watch *tp_tcp_watch_of(struct tp_tcp *t);
 
 /* The socket behind a TCPServer, StreamPeerTCP or StreamPeerTLS at idx
  * (-1 if none); *ready is set when the object has data buffered already. */
+/* TP_POLLFD_WORKER: the object waits for a worker (a lookup, a
+ * handshake step): wait on tp_wake_fd. */
+#define TP_POLLFD_WORKER (-2)
 TP_HIDDEN int tp_tcp_pollfd(lua_State *L, int idx, int *ready);
+TP_HIDDEN int tp_tcp_resolving(struct tp_tcp *t);
 TP_HIDDEN int tp_tls_pollfd(lua_State *L, int idx, int *ready);
 
 /* TLSOptions, as StreamPeerTLS uses them. */

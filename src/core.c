@@ -21,28 +21,37 @@ TP_EXPORT int luaopen_tlspeer_core(lua_State *L);
  */
 static int core_wait(lua_State *L)
 {
-    struct pollfd stack_fds[64], *fds = stack_fds;
+    struct pollfd stack_fds[65], *fds = stack_fds;
     lua_Integer nr, nw, i;
     double timeout = luaL_optnumber(L, 3, -1);
-    int n = 0, ready = 0, r;
+    int n = 0, ready = 0, r, worker = 0;
     luaL_checktype(L, 1, LUA_TTABLE);
     if (!lua_isnoneornil(L, 2))
         luaL_checktype(L, 2, LUA_TTABLE);
     nr = (lua_Integer)lua_rawlen(L, 1);
     nw = lua_istable(L, 2) ? (lua_Integer)lua_rawlen(L, 2) : 0;
     if (nr + nw > 64)
-        fds = lua_newuserdatauv(L, sizeof *fds * (size_t)(nr + nw), 0);
+        fds = lua_newuserdatauv(L, sizeof *fds * (size_t)(nr + nw + 1), 0);
     for (i = 1; i <= nr + nw; i++) {
         int fd;
         lua_rawgeti(L, i <= nr ? 1 : 2, i <= nr ? i : i - nr);
         fd = tp_tcp_pollfd(L, -1, &ready);
-        if (fd < 0)
+        if (fd == -1)
             fd = tp_tls_pollfd(L, -1, &ready);
         lua_pop(L, 1);
+        if (fd == TP_POLLFD_WORKER)
+            worker = 1;
         if (fd < 0)
             continue;
         fds[n].fd = fd;
         fds[n].events = i <= nr ? POLLIN : POLLOUT;
+        fds[n].revents = 0;
+        n++;
+    }
+    if (worker && tp_wake_fd(L) >= 0) {
+        /* A lookup or handshake step on a worker: its end wakes us. */
+        fds[n].fd = tp_wake_fd(L);
+        fds[n].events = POLLIN;
         fds[n].revents = 0;
         n++;
     }
@@ -52,6 +61,8 @@ static int core_wait(lua_State *L)
         r = poll(fds, (nfds_t)n, timeout < 0 ? -1
                  : (int)(timeout * 1000.0 + 0.5));
     while (r < 0 && errno == EINTR);
+    if (worker)
+        tp_wake_drain(L);
     lua_pushinteger(L, r < 0 ? 0 : r + ready);
     return 1;
 }
@@ -134,6 +145,8 @@ int luaopen_tlspeer_core(lua_State *L)
     lua_setfield(L, -3, "StreamPeerTLS");
     lua_pop(L, 1);
     tp_open_cabundle(L);  /* functions on the module table */
+    tp_open_workers(L);
+    tp_open_event(L);
 
     /* The methods tables, for the Lua layer's shared StreamPeer methods. */
     lua_newtable(L);

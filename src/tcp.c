@@ -25,22 +25,35 @@
 
 enum { TCP_NONE = 0, TCP_CONNECTING = 1, TCP_CONNECTED = 2, TCP_ERROR = 3 };
 
+/* A name lookup (on a DNS worker, or inline), and then the candidate
+ * addresses of the connect: it lives from connect_to_host until the
+ * connect is made or has failed. */
+typedef struct resolve {
+    tp_job job;
+    char host[TP_HOSTNAME_MAX + 2];
+    char service[8];
+    int numeric;                 /* an IP literal: no lookup */
+    int err;                     /* getaddrinfo's answer */
+    int naddrs, next;
+    struct sockaddr_storage addrs[MAX_ADDRS];
+    socklen_t addrlens[MAX_ADDRS];
+} resolve;
+
 struct tp_tcp {
     tp_obj hdr;
     int fd;
     int status;
     unsigned char peer_closed;   /* EOF seen: buffered bytes still readable */
     unsigned char no_delay;
+    unsigned char resolving;     /* res->job is on a DNS worker */
     double timeout;              /* seconds; get_data/put_data */
     char host[INET6_ADDRSTRLEN];
     int port;
     /* bind() before connect_to_host() */
     int bind_port;
     char bind_host[INET6_ADDRSTRLEN + 1];
-    /* candidates of a connect in progress */
-    struct sockaddr_storage addrs[MAX_ADDRS];
-    socklen_t addrlens[MAX_ADDRS];
-    int naddrs, next;
+    resolve *res;                /* while connecting */
+    tp_watch w;                  /* its place in the event loop */
     char error[160];             /* why the status is ERROR */
     const char *error_code;      /* its Godot Error name */
     tp_buf in;                   /* read but not yet handed out */
@@ -65,6 +78,35 @@ static void set_nonblock_cloexec(int fd)
     if (fl >= 0)
         fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
 }
+
+/* New sockets, accepted or connecting, are non-blocking and close-on-exec
+ * from the start where the system can (Linux: one call instead of five). */
+#if defined(__linux__) && defined(SOCK_NONBLOCK) && defined(SOCK_CLOEXEC)
+int accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags);
+static int tp_accept_nonblock(int fd, struct sockaddr *sa, socklen_t *len)
+{
+    return accept4(fd, sa, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
+static int tp_socket_nonblock(int family)
+{
+    return socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+}
+#else
+static int tp_accept_nonblock(int fd, struct sockaddr *sa, socklen_t *len)
+{
+    int c = accept(fd, sa, len);
+    if (c >= 0)
+        set_nonblock_cloexec(c);
+    return c;
+}
+static int tp_socket_nonblock(int family)
+{
+    int fd = socket(family, SOCK_STREAM, 0);
+    if (fd >= 0)
+        set_nonblock_cloexec(fd);
+    return fd;
+}
+#endif
 
 /* Text form of an address; IPv4-mapped IPv6 shown as IPv4. */
 static void addr_text(const struct sockaddr *sa, char *host, size_t hlen,
@@ -101,9 +143,35 @@ static int local_port(int fd)
 
 static void tcp_close_fd(struct tp_tcp *t)
 {
-    if (t->fd >= 0)
+    if (t->fd >= 0) {
+        tp_watch_fd(&t->w, -1);
         close(t->fd);
+    }
     t->fd = -1;
+    t->w.fd = -1;
+}
+
+/* Takes t's socket: in the event loop too, when t is watched. */
+static void tcp_set_fd(struct tp_tcp *t, int fd)
+{
+    t->fd = fd;
+    t->w.fd = fd;
+    tp_watch_fd(&t->w, fd);
+}
+
+/* Drops the lookup and candidates of a connect: an unfinished lookup is
+ * abandoned (its worker frees it), never waited for. */
+static void drop_resolve(struct tp_tcp *t)
+{
+    if (t->res == NULL)
+        return;
+    if (t->resolving) {
+        tp_watch_job(&t->w, NULL);
+        tp_job_abandon(&t->res->job);
+    } else
+        free(t->res);
+    t->res = NULL;
+    t->resolving = 0;
 }
 
 static void tcp_fail(struct tp_tcp *t, const char *what, int err)
@@ -121,7 +189,37 @@ static struct tp_tcp *new_tcp(lua_State *L)
     struct tp_tcp *t = tp_newobj(L, sizeof *t, 0, TP_TCP);
     t->fd = -1;
     t->timeout = 30.0;
+    tp_watch_init(&t->w);
     return t;
+}
+
+/* ------------------------------------------------------ name lookups */
+
+static void resolve_run(tp_job *job)
+{
+    resolve *r = (resolve *)job;
+    struct addrinfo hints, *res = NULL, *ai;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    if (r->numeric)
+        hints.ai_flags = AI_NUMERICHOST;
+    r->err = getaddrinfo(r->host, r->service, &hints, &res);
+    r->naddrs = r->next = 0;
+    if (r->err != 0)
+        return;
+    for (ai = res; ai != NULL && r->naddrs < MAX_ADDRS; ai = ai->ai_next) {
+        if (ai->ai_addrlen > sizeof r->addrs[0])
+            continue;
+        memcpy(&r->addrs[r->naddrs], ai->ai_addr, ai->ai_addrlen);
+        r->addrlens[r->naddrs++] = ai->ai_addrlen;
+    }
+    freeaddrinfo(res);
+}
+
+static void resolve_free(tp_job *job)
+{
+    free(job);
 }
 
 /* Starts a non-blocking connect to candidate `next`, moving on to the
@@ -129,18 +227,18 @@ static struct tp_tcp *new_tcp(lua_State *L)
  * CONNECTING, CONNECTED or ERROR. */
 static void try_connect(struct tp_tcp *t)
 {
+    resolve *r = t->res;
     int err = 0;
-    while (t->next < t->naddrs) {
-        struct sockaddr *sa = (struct sockaddr *)&t->addrs[t->next];
-        socklen_t salen = t->addrlens[t->next];
+    while (r != NULL && r->next < r->naddrs) {
+        struct sockaddr *sa = (struct sockaddr *)&r->addrs[r->next];
+        socklen_t salen = r->addrlens[r->next];
         int fd;
-        t->next++;
-        fd = socket(sa->sa_family, SOCK_STREAM, 0);
+        r->next++;
+        fd = tp_socket_nonblock(sa->sa_family);
         if (fd < 0) {
             err = errno;
             continue;
         }
-        set_nonblock_cloexec(fd);
         if (t->no_delay) {
             int one = 1;
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -182,12 +280,13 @@ static void try_connect(struct tp_tcp *t)
         }
         addr_text(sa, t->host, sizeof t->host, &t->port);
         if (connect(fd, sa, salen) == 0) {
-            t->fd = fd;
+            tcp_set_fd(t, fd);
             t->status = TCP_CONNECTED;
+            drop_resolve(t);
             return;
         }
         if (errno == EINPROGRESS || errno == EINTR) {
-            t->fd = fd;
+            tcp_set_fd(t, fd);
             t->status = TCP_CONNECTING;
             return;
         }
@@ -199,6 +298,41 @@ static void try_connect(struct tp_tcp *t)
              strerror(err ? err : ECONNREFUSED));
     t->error_code = "ERR_CANT_CONNECT";
     t->status = TCP_ERROR;
+    drop_resolve(t);
+}
+
+/* The lookup has ended (or was never needed): connect, or fail. */
+static void resolved(struct tp_tcp *t)
+{
+    resolve *r = t->res;
+    if (r->err != 0) {
+        snprintf(t->error, sizeof t->error, "cannot resolve '%.100s': %s",
+                 r->host, gai_strerror(r->err));
+        t->error_code = "ERR_CANT_RESOLVE";
+        t->status = TCP_ERROR;
+        drop_resolve(t);
+        return;
+    }
+    try_connect(t);
+}
+
+/* A lookup on a worker: moves on when it has ended. */
+static void update_resolving(struct tp_tcp *t)
+{
+    int s = tp_job_state(&t->res->job);
+    if (s == TP_JOB_QUEUED || s == TP_JOB_RUNNING)
+        return;
+    tp_watch_job(&t->w, NULL);
+    t->resolving = 0;
+    if (s == TP_JOB_LOST) {
+        snprintf(t->error, sizeof t->error, "cannot resolve '%.60s': the "
+                 "lookup was lost when the process forked", t->res->host);
+        t->error_code = "ERR_CANT_RESOLVE";
+        t->status = TCP_ERROR;
+        t->res = NULL;                /* the parent's worker owns it */
+        return;
+    }
+    resolved(t);
 }
 
 /* Advances a connect in progress without blocking. */
@@ -209,6 +343,11 @@ static void update_connecting(struct tp_tcp *t)
     socklen_t len = sizeof err;
     if (t->status != TCP_CONNECTING)
         return;
+    if (t->resolving) {
+        update_resolving(t);
+        if (t->status != TCP_CONNECTING || t->resolving || t->fd < 0)
+            return;
+    }
     pfd.fd = t->fd;
     pfd.events = POLLOUT;
     pfd.revents = 0;
@@ -218,6 +357,7 @@ static void update_connecting(struct tp_tcp *t)
         err = errno;
     if (err == 0) {
         t->status = TCP_CONNECTED;
+        drop_resolve(t);
         return;
     }
     tcp_close_fd(t);
@@ -225,8 +365,10 @@ static void update_connecting(struct tp_tcp *t)
              t->host, t->port, strerror(err));
     t->error_code = "ERR_CANT_CONNECT";
     t->status = TCP_ERROR;
-    if (t->next < t->naddrs)
+    if (t->res != NULL && t->res->next < t->res->naddrs)
         try_connect(t);               /* the next address of the name */
+    else
+        drop_resolve(t);
 }
 
 /* Reads what the socket has into t->in (at most `want` bytes).  Returns >0
@@ -360,6 +502,7 @@ static void drain_input(struct tp_tcp *t)
 void tp_tcp_disconnect(struct tp_tcp *t)
 {
     drain_input(t);
+    drop_resolve(t);
     tcp_close_fd(t);
     tp_buf_free(&t->in);
     t->status = TCP_NONE;
@@ -403,6 +546,8 @@ static int tcp_gc(lua_State *L)
 {
     struct tp_tcp *t = tp_toobj(L, 1, TP_TCP);
     if (!t->hdr.closed) {
+        drop_resolve(t);
+        tp_watch_release(&t->w);
         tcp_close_fd(t);
         tp_buf_free(&t->in);
         t->status = TCP_NONE;
@@ -457,9 +602,10 @@ static int tcp_connect_to_host(lua_State *L)
     size_t hostlen;
     const char *host = luaL_checklstring(L, 2, &hostlen);
     int port = (int)tp_checkrange(L, 3, 1, 65535);
-    struct addrinfo hints, *res = NULL, *ai;
-    char service[16], why[120];
-    int err;
+    unsigned char ip[16];
+    char why[120];
+    resolve *r;
+    tp_pool *pool;
 
     if (t->status == TCP_CONNECTING || t->status == TCP_CONNECTED)
         return tp_fail(L, "ERR_ALREADY_IN_USE", "already connected or "
@@ -471,36 +617,50 @@ static int tcp_connect_to_host(lua_State *L)
         return tp_fail(L, "ERR_INVALID_PARAMETER", "invalid host name '%s': "
                        "%s", lua_tostring(L, -1), why);
     }
+    drop_resolve(t);
     tcp_close_fd(t);
     tp_buf_free(&t->in);
     t->peer_closed = 0;
     t->error[0] = '\0';
+    t->error_code = NULL;
     if (t->bind_host[0] == '\0')
         strcpy(t->bind_host, "*");
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    snprintf(service, sizeof service, "%d", port);
-    err = getaddrinfo(host, service, &hints, &res);
-    if (err != 0) {
-        t->status = TCP_ERROR;
-        snprintf(t->error, sizeof t->error, "cannot resolve '%.100s': %s",
-                 host, gai_strerror(err));
-        t->error_code = "ERR_CANT_RESOLVE";
-        return tp_fail(L, "ERR_CANT_RESOLVE", "%s", t->error);
+    if ((r = calloc(1, sizeof *r)) == NULL)
+        return tp_fail(L, "FAILED", "out of memory");
+    memcpy(r->host, host, hostlen + 1);
+    snprintf(r->service, sizeof r->service, "%d", port);
+    r->numeric = inet_pton(AF_INET, host, ip) == 1 ||
+                 inet_pton(AF_INET6, host, ip) == 1;
+    r->job.run = resolve_run;
+    r->job.free = resolve_free;
+    t->res = r;
+    snprintf(t->host, sizeof t->host, "%.*s", (int)sizeof t->host - 1, host);
+    t->port = port;
+    t->status = TCP_CONNECTING;
+    /* A name is looked up on a DNS worker: the call returns at once and
+     * the status moves on in later polls.  IP literals need no lookup. */
+    if (!r->numeric && (pool = tp_pool_get(L, TP_POOL_DNS)) != NULL &&
+        tp_pool_submit(pool, &r->job) == 0) {
+        t->resolving = 1;
+        tp_watch_job(&t->w, &r->job);
+        lua_pushboolean(L, 1);
+        return 1;
     }
-    t->naddrs = t->next = 0;
-    for (ai = res; ai != NULL && t->naddrs < MAX_ADDRS; ai = ai->ai_next) {
-        if (ai->ai_addrlen > sizeof t->addrs[0])
-            continue;
-        memcpy(&t->addrs[t->naddrs], ai->ai_addr, ai->ai_addrlen);
-        t->addrlens[t->naddrs++] = ai->ai_addrlen;
-    }
-    freeaddrinfo(res);
-    try_connect(t);
+    resolve_run(&r->job);
+    resolved(t);
     if (t->status == TCP_ERROR)
-        return tp_fail(L, "ERR_CANT_CONNECT", "%s", t->error);
+        return tp_fail(L, t->error_code, "%s", t->error);
     lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* Ours: whether connect_to_host is still looking the name up (the status
+ * is STATUS_CONNECTING meanwhile). */
+static int tcp_is_resolving(lua_State *L)
+{
+    struct tp_tcp *t = checktcp(L);
+    update_connecting(t);
+    lua_pushboolean(L, t->resolving);
     return 1;
 }
 
@@ -571,11 +731,11 @@ static int tcp_disconnect_from_host(lua_State *L)
 {
     struct tp_tcp *t = checktcp(L);
     drain_input(t);
+    drop_resolve(t);
     tcp_close_fd(t);
     tp_buf_free(&t->in);
     t->status = TCP_NONE;
     t->peer_closed = 0;
-    t->naddrs = t->next = 0;
     t->host[0] = '\0';
     t->port = 0;
     return 0;
@@ -650,7 +810,10 @@ static int tcp_get_partial_data(lua_State *L)
 static int wait_connected(struct tp_tcp *t, double deadline)
 {
     while (t->status == TCP_CONNECTING) {
-        if (tp_wait_fd(t->fd, POLLOUT, deadline) == 0)
+        if (t->resolving) {
+            if (!tp_job_wait(&t->res->job, deadline))
+                return 0;
+        } else if (tp_wait_fd(t->fd, POLLOUT, deadline) == 0)
             return 0;
         update_connecting(t);
     }
@@ -773,7 +936,20 @@ typedef struct tp_server {
     tp_obj hdr;
     int fd;
     int port;
+    tp_watch w;
 } tp_server;
+
+static void server_set_fd(tp_server *s, int fd)
+{
+    if (s->fd >= 0 && fd < 0) {
+        tp_watch_fd(&s->w, -1);
+        close(s->fd);
+    }
+    s->fd = fd;
+    s->w.fd = fd;
+    if (fd >= 0)
+        tp_watch_fd(&s->w, fd);
+}
 
 static tp_server *checkserver(lua_State *L)
 {
@@ -784,6 +960,7 @@ static int server_new(lua_State *L)
 {
     tp_server *s = tp_newobj(L, sizeof *s, 0, TP_TCPSERVER);
     s->fd = -1;
+    tp_watch_init(&s->w);
     return 1;
 }
 
@@ -791,9 +968,8 @@ static int server_gc(lua_State *L)
 {
     tp_server *s = tp_toobj(L, 1, TP_TCPSERVER);
     if (!s->hdr.closed) {
-        if (s->fd >= 0)
-            close(s->fd);
-        s->fd = -1;
+        tp_watch_release(&s->w);
+        server_set_fd(s, -1);
         s->hdr.closed = 1;
     }
     return 0;
@@ -887,7 +1063,7 @@ static int server_listen(lua_State *L)
                        "cannot listen on %s port %d: %s", host, port,
                        strerror(e));
     }
-    s->fd = fd;
+    server_set_fd(s, fd);
     s->port = local_port(fd);
     lua_pushboolean(L, 1);
     return 1;
@@ -930,16 +1106,15 @@ static int server_take_connection(lua_State *L)
         return tp_fail(L, "ERR_UNCONFIGURED", "the TCPServer is not "
                        "listening");
     do
-        fd = accept(s->fd, (struct sockaddr *)&ss, &len);
+        fd = tp_accept_nonblock(s->fd, (struct sockaddr *)&ss, &len);
     while (fd < 0 && errno == EINTR);
     if (fd < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED)
             return tp_fail(L, "ERR_UNAVAILABLE", "no connection is waiting");
         return tp_fail(L, "FAILED", "accept failed: %s", strerror(errno));
     }
-    set_nonblock_cloexec(fd);
     t = new_tcp(L);
-    t->fd = fd;
+    tcp_set_fd(t, fd);
     t->status = TCP_CONNECTED;
     strcpy(t->bind_host, "*");
     addr_text((struct sockaddr *)&ss, t->host, sizeof t->host, &t->port);
@@ -949,14 +1124,32 @@ static int server_take_connection(lua_State *L)
 static int server_stop(lua_State *L)
 {
     tp_server *s = checkserver(L);
-    if (s->fd >= 0)
-        close(s->fd);
-    s->fd = -1;
+    server_set_fd(s, -1);
     s->port = 0;
     return 0;
 }
 
 /* ------------------------------------------------------------ waiting */
+
+tp_watch *tp_tcp_watch(lua_State *L, int idx)
+{
+    struct tp_tcp *t = luaL_testudata(L, idx, TP_TCP);
+    tp_server *s;
+    if (t != NULL)
+        return t->hdr.closed ? NULL : &t->w;
+    s = luaL_testudata(L, idx, TP_TCPSERVER);
+    return s != NULL && !s->hdr.closed ? &s->w : NULL;
+}
+
+int tp_tcp_resolving(struct tp_tcp *t)
+{
+    return t->resolving;
+}
+
+tp_watch *tp_tcp_watch_of(struct tp_tcp *t)
+{
+    return &t->w;
+}
 
 int tp_tcp_pollfd(lua_State *L, int idx, int *ready)
 {
@@ -965,8 +1158,10 @@ int tp_tcp_pollfd(lua_State *L, int idx, int *ready)
     if (t != NULL) {
         if (t->hdr.closed)
             return -1;
-        if (t->in.len > 0 || t->status == TCP_CONNECTING)
-            *ready = *ready || t->in.len > 0;
+        if (t->resolving)
+            return TP_POLLFD_WORKER;
+        if (t->in.len > 0)
+            *ready = 1;
         return t->fd;
     }
     s = luaL_testudata(L, idx, TP_TCPSERVER);
@@ -982,6 +1177,7 @@ static const luaL_Reg tcp_methods[] = {
     {"connect_to_host", tcp_connect_to_host},
     {"poll", tcp_poll},
     {"get_status", tcp_get_status},
+    {"is_resolving", tcp_is_resolving},
     {"get_error", tcp_get_error},
     {"get_connected_host", tcp_get_connected_host},
     {"get_connected_port", tcp_get_connected_port},

@@ -1351,11 +1351,21 @@ static int tls_has_pending(lua_State *L)
     return 1;
 }
 
+tp_watch *tp_tls_watch(lua_State *L, int idx)
+{
+    struct tp_tls *t = luaL_testudata(L, idx, TP_TLS);
+    if (t == NULL || t->hdr.closed || t->tcp == NULL)
+        return NULL;
+    return tp_tcp_watch_of(t->tcp);
+}
+
 int tp_tls_pollfd(lua_State *L, int idx, int *ready)
 {
     struct tp_tls *t = luaL_testudata(L, idx, TP_TLS);
     if (t == NULL || t->hdr.closed || t->tcp == NULL)
         return -1;
+    if (tp_tcp_resolving(t->tcp))
+        return TP_POLLFD_WORKER;
     if (t->in.len > 0 || (connected_ssl(t) &&
                           (mbedtls_ssl_check_pending(&t->ssl) ||
                            mbedtls_ssl_get_bytes_avail(&t->ssl) > 0)))

@@ -524,6 +524,9 @@ function Client:poll()
   if status ~= TLS_CONNECTED then
     if not self.established then
       local m, c = peer:get_error()
+      if self.tcp:get_status() == StreamPeerTCP.STATUS_ERROR then
+        m, c = self.tcp:get_error()       -- the name or the connect failed
+      end
       self:_failed(m or "the TLS handshake failed", c or "FAILED")
     else
       self.closed = true

@@ -275,6 +275,8 @@ function HTTPClient:close()
   self.response = nil
 end
 
+-- Starts the connect: a name is looked up on a worker meanwhile
+-- (STATUS_RESOLVING for real), an IP address connects at once.
 function HTTPClient:_start_connect()
   local tcp = StreamPeerTCP.new()
   local ok, msg, code = tcp:connect_to_host(self.host, self.port)
@@ -284,7 +286,7 @@ function HTTPClient:_start_connect()
   end
   tcp:set_no_delay(true)
   self.tcp, self.peer = tcp, tcp
-  self.status = S.STATUS_CONNECTING
+  self.status = tcp:is_resolving() and S.STATUS_RESOLVING or S.STATUS_CONNECTING
 end
 
 function HTTPClient:_advance_connect()
@@ -292,9 +294,15 @@ function HTTPClient:_advance_connect()
   tcp:poll()
   local ts = tcp:get_status()
   if ts == StreamPeerTCP.STATUS_ERROR then
-    local msg = tcp:get_error()
+    local msg, code = tcp:get_error()
+    if code == "ERR_CANT_RESOLVE" then
+      return self:_fail(S.STATUS_CANT_RESOLVE, msg, code)
+    end
     return self:_fail(S.STATUS_CANT_CONNECT, msg or ("cannot connect to " .. self.host),
       "ERR_CANT_CONNECT")
+  end
+  if self.status == S.STATUS_RESOLVING and not tcp:is_resolving() then
+    self.status = S.STATUS_CONNECTING
   end
   if ts ~= StreamPeerTCP.STATUS_CONNECTED then return end
   if not self.use_tls then
@@ -616,9 +624,9 @@ end
 
 function HTTPClient:_step()
   local st = self.status
-  if st == S.STATUS_RESOLVING then
-    self:_start_connect()          -- resolves; CONNECTING on the next poll
-  elseif st == S.STATUS_CONNECTING then
+  if st == S.STATUS_RESOLVING and not self.tcp then
+    self:_start_connect()
+  elseif st == S.STATUS_RESOLVING or st == S.STATUS_CONNECTING then
     self:_advance_connect()
   elseif st == S.STATUS_REQUESTING then
     local ok, msg, code = self:_flush()

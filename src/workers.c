@@ -1,0 +1,361 @@
+/*
+ * workers.c - small thread pools for the work that must not hold a frame:
+ * name resolution (a pool of its own, so a stalled DNS server never delays
+ * a handshake) and the public-key steps of handshakes.
+ *
+ * A job owns what it works on from submission until it is done; a worker
+ * never touches the Lua state.  The owner learns of the end by looking at
+ * the job (tp_job_state) on its next poll; the worker also writes the Lua
+ * state's wake-up descriptor (event.c), so a loop asleep in epoll/poll
+ * wakes at once.  An owner that goes away abandons its job: the worker
+ * then frees it when it is done with it.  (libuv's threadpool is the
+ * model: a work queue, a done flag, a wake-up.)
+ *
+ * Pools belong to a Lua state (the registry holds them).  They start their
+ * threads on the first job; __gc of the state stops them, after the jobs
+ * already queued.  In a forked child the threads are gone and a mutex may
+ * have been held by one of them: the child gets fresh pools, and jobs of
+ * the parent's pools read as failed.
+ */
+#include "aux.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <time.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct tp_pool {
+    pthread_mutex_t mu;
+    pthread_cond_t work;          /* a job was queued, or stop */
+    pthread_cond_t done;          /* a job ended */
+    tp_job *head, *tail;
+    pthread_t *threads;
+    int nthreads, max, stop;
+    int wake_fd;                  /* written after each job (or -1) */
+    pid_t pid;
+    const char *name;
+};
+
+/* ------------------------------------------------------------- jobs */
+
+#define LOAD(p)        __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define STORE(p, v)    __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define CAS(p, e, v)   __atomic_compare_exchange_n((p), (e), (v), 0, \
+                           __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)
+#define XCHG(p, v)     __atomic_exchange_n((p), (v), __ATOMIC_ACQ_REL)
+
+/* While a job is queued or running its pool is alive (a pool ends only
+ * once its queue is empty), so job->pool may be read then, and only then. */
+static int pending(int s)
+{
+    return s == TP_JOB_QUEUED || s == TP_JOB_RUNNING;
+}
+
+int tp_job_state(tp_job *job)
+{
+    int s = LOAD(&job->state);
+    if (pending(s) && job->pool->pid != getpid())
+        return TP_JOB_LOST;           /* queued before fork, in the parent */
+    return s;
+}
+
+void tp_job_abandon(tp_job *job)
+{
+    int s = LOAD(&job->state);
+    if (!pending(s) || job->pool->pid != getpid()) {
+        job->free(job);               /* done, or no thread of ours has it */
+        return;
+    }
+    if (XCHG(&job->state, TP_JOB_ABANDONED) == TP_JOB_DONE)
+        job->free(job);
+    /* queued or running: the worker frees it */
+}
+
+int tp_job_wait(tp_job *job, double deadline)
+{
+    tp_pool *p;
+    if (!pending(LOAD(&job->state)))
+        return 1;
+    p = job->pool;
+    if (p->pid != getpid())
+        return 1;
+    pthread_mutex_lock(&p->mu);
+    while (pending(LOAD(&job->state))) {
+        if (deadline < 0)
+            pthread_cond_wait(&p->done, &p->mu);
+        else {
+            /* The condition's clock is CLOCK_REALTIME: wait in short steps
+             * against the monotonic deadline. */
+            struct timespec ts;
+            double left = deadline - tp_now();
+            if (left <= 0)
+                break;
+            if (left > 0.05)
+                left = 0.05;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += (long)(left * 1e9);
+            ts.tv_sec += ts.tv_nsec / 1000000000L;
+            ts.tv_nsec %= 1000000000L;
+            pthread_cond_timedwait(&p->done, &p->mu, &ts);
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+    return !pending(LOAD(&job->state));
+}
+
+/* ----------------------------------------------------------- workers */
+
+static void wake(tp_pool *p)
+{
+    if (p->wake_fd >= 0) {
+        ssize_t n;
+        do
+            n = write(p->wake_fd, "", 1);    /* a full pipe is awake already */
+        while (n < 0 && errno == EINTR);
+    }
+}
+
+static void *worker(void *arg)
+{
+    tp_pool *p = arg;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        tp_job *job;
+        int expect = TP_JOB_QUEUED;
+        while (p->head == NULL && !p->stop)
+            pthread_cond_wait(&p->work, &p->mu);
+        if (p->head == NULL)
+            break;                    /* stopped, and nothing left */
+        job = p->head;
+        p->head = job->next;
+        if (p->head == NULL)
+            p->tail = NULL;
+        pthread_mutex_unlock(&p->mu);
+        if (CAS(&job->state, &expect, TP_JOB_RUNNING)) {
+            job->run(job);
+            expect = TP_JOB_RUNNING;
+            if (!CAS(&job->state, &expect, TP_JOB_DONE))
+                job->free(job);       /* abandoned while it ran */
+            else
+                wake(p);
+        } else
+            job->free(job);           /* abandoned before it ran */
+        pthread_mutex_lock(&p->mu);
+        pthread_cond_broadcast(&p->done);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+/* Starts the threads (the first time a job comes).  0 or -1. */
+static int start(tp_pool *p)
+{
+    int i;
+    if (p->nthreads > 0)
+        return 0;
+    p->threads = calloc((size_t)p->max, sizeof *p->threads);
+    if (p->threads == NULL)
+        return -1;
+    for (i = 0; i < p->max; i++) {
+        if (pthread_create(&p->threads[i], NULL, worker, p) != 0)
+            break;
+        p->nthreads++;
+    }
+    return p->nthreads > 0 ? 0 : -1;
+}
+
+int tp_pool_submit(tp_pool *p, tp_job *job)
+{
+    job->pool = p;
+    job->next = NULL;
+    STORE(&job->state, TP_JOB_QUEUED);
+    pthread_mutex_lock(&p->mu);
+    if (p->stop || start(p) != 0) {
+        pthread_mutex_unlock(&p->mu);
+        return -1;
+    }
+    if (p->tail != NULL)
+        p->tail->next = job;
+    else
+        p->head = job;
+    p->tail = job;
+    pthread_cond_signal(&p->work);
+    pthread_mutex_unlock(&p->mu);
+    return 0;
+}
+
+/* Stops the threads once the queue is empty, and frees the pool. */
+static void destroy(tp_pool *p)
+{
+    int i;
+    if (p->pid != getpid())
+        return;                       /* the parent's: leave it alone */
+    pthread_mutex_lock(&p->mu);
+    p->stop = 1;
+    pthread_cond_broadcast(&p->work);
+    pthread_mutex_unlock(&p->mu);
+    for (i = 0; i < p->nthreads; i++)
+        pthread_join(p->threads[i], NULL);
+    free(p->threads);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->work);
+    pthread_cond_destroy(&p->done);
+    free(p);
+}
+
+static tp_pool *create(int max, int wake_fd, const char *name)
+{
+    tp_pool *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return NULL;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->work, NULL);
+    pthread_cond_init(&p->done, NULL);
+    p->max = max;
+    p->wake_fd = wake_fd;
+    p->pid = getpid();
+    p->name = name;
+    return p;
+}
+
+/* -------------------------------------------------------------- Lua */
+
+/* Registry: &pools_key -> the state's pools and the wake-up pipe, which
+ * outlives them (workers write to it until they are joined). */
+static const char pools_key = 'w';
+
+typedef struct tp_pools {
+    tp_pool *pool[2];             /* TP_POOL_CPU, TP_POOL_DNS */
+    int cpu_max;                  /* threads for handshakes; 0: none */
+    int wake[2];                  /* pipe: read end for the loop */
+    pid_t pid;
+} tp_pools;
+
+static int pools_gc(lua_State *L)
+{
+    tp_pools *b = lua_touserdata(L, 1);
+    int i;
+    for (i = 0; i < 2; i++) {
+        if (b->pool[i] != NULL)
+            destroy(b->pool[i]);
+        b->pool[i] = NULL;
+    }
+    for (i = 0; i < 2; i++) {
+        if (b->wake[i] >= 0)
+            close(b->wake[i]);
+        b->wake[i] = -1;
+    }
+    return 0;
+}
+
+static void set_nonblock_cloexec(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0)
+        fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    fl = fcntl(fd, F_GETFD);
+    if (fl >= 0)
+        fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+}
+
+static tp_pools *pools(lua_State *L)
+{
+    tp_pools *b;
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &pools_key) != LUA_TNIL) {
+        b = lua_touserdata(L, -1);
+        lua_pop(L, 1);
+        return b;
+    }
+    lua_pop(L, 1);
+    b = lua_newuserdatauv(L, sizeof *b, 0);
+    memset(b, 0, sizeof *b);
+    b->wake[0] = b->wake[1] = -1;
+    {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        b->cpu_max = n < 1 ? 1 : n > 16 ? 16 : (int)n;
+    }
+    if (pipe(b->wake) == 0) {
+        set_nonblock_cloexec(b->wake[0]);
+        set_nonblock_cloexec(b->wake[1]);
+    } else
+        b->wake[0] = b->wake[1] = -1;
+    b->pid = getpid();
+    lua_newtable(L);
+    lua_pushcfunction(L, pools_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &pools_key);
+    return b;
+}
+
+tp_pool *tp_pool_get(lua_State *L, int kind)
+{
+    tp_pools *b = pools(L);
+    tp_pool *p = b->pool[kind];
+    if (b->cpu_max == 0)
+        return NULL;                  /* tls.set_worker_threads(0) */
+    if (p != NULL && p->pid != getpid())
+        p = b->pool[kind] = NULL;     /* forked: the parent's is lost */
+    if (p == NULL) {
+        p = create(kind == TP_POOL_DNS ? TP_DNS_THREADS : b->cpu_max,
+                   b->wake[1], kind == TP_POOL_DNS ? "dns" : "cpu");
+        if (p == NULL)
+            return NULL;
+        b->pool[kind] = p;
+    }
+    return p;
+}
+
+int tp_wake_fd(lua_State *L)
+{
+    return pools(L)->wake[0];
+}
+
+void tp_wake_drain(lua_State *L)
+{
+    char buf[64];
+    int fd = pools(L)->wake[0];
+    if (fd >= 0)
+        while (read(fd, buf, sizeof buf) > 0)
+            ;
+}
+
+/* tls.set_worker_threads(n): threads for handshake work (0: none, every
+ * step runs in the calling thread, and names resolve there too).  Takes
+ * effect for jobs submitted afterwards. */
+static int set_worker_threads(lua_State *L)
+{
+    tp_pools *b = pools(L);
+    int n = (int)tp_checkrange(L, 1, 0, 64);
+    int i;
+    if (n == b->cpu_max)
+        return 0;
+    /* The running pools finish what they have; new jobs go to new ones. */
+    for (i = 0; i < 2; i++) {
+        if (b->pool[i] != NULL)
+            destroy(b->pool[i]);
+        b->pool[i] = NULL;
+    }
+    b->cpu_max = n;
+    return 0;
+}
+
+/* tls.get_worker_threads() */
+static int get_worker_threads(lua_State *L)
+{
+    lua_pushinteger(L, pools(L)->cpu_max);
+    return 1;
+}
+
+void tp_open_workers(lua_State *L)
+{
+    static const luaL_Reg fns[] = {
+        {"set_worker_threads", set_worker_threads},
+        {"get_worker_threads", get_worker_threads},
+        {NULL, NULL}
+    };
+    luaL_setfuncs(L, fns, 0);
+}
