@@ -43,8 +43,4 @@ if portfile then
   f:close()
   assert(os.rename(portfile .. ".tmp", portfile))
 end
-while true do
-  echo:poll()
-  https:poll()
-  require("tlspeer.core")._wait({ echo.tcp, https.tcp }, {}, 0.01)
-end
+tls.run()                        -- serves both, sleeping between events

@@ -134,6 +134,15 @@ lua_Integer tp_checkrange(lua_State *L, int arg, lua_Integer lo,
     return v;
 }
 
+const char *tp_checkfrom(lua_State *L, int arg, size_t *len)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, arg, &n);
+    lua_Integer from = tp_optrange(L, arg + 1, 1, 1, (lua_Integer)n + 1);
+    *len = n - (size_t)(from - 1);
+    return s + (from - 1);
+}
+
 lua_Integer tp_optrange(lua_State *L, int arg, lua_Integer def,
                         lua_Integer lo, lua_Integer hi)
 {

@@ -85,6 +85,11 @@ TP_HIDDEN lua_Integer tp_checkrange(lua_State *L, int arg, lua_Integer lo,
                                     lua_Integer hi);
 TP_HIDDEN lua_Integer tp_optrange(lua_State *L, int arg, lua_Integer def,
                                   lua_Integer lo, lua_Integer hi);
+/* put_partial_data(s, from = 1): the string at arg and the optional
+ * 1-based index after it (ours: a caller sending a large string in pieces
+ * passes how far it got instead of copying the rest).  Returns the part
+ * from `from` on and its length. */
+TP_HIDDEN const char *tp_checkfrom(lua_State *L, int arg, size_t *len);
 /* Optional boolean: nil/none gives `def`, anything but a boolean raises. */
 TP_HIDDEN int tp_optboolean(lua_State *L, int arg, int def);
 
@@ -285,6 +290,12 @@ TP_HIDDEN tp_watch *tp_tcp_watch_of(struct tp_tcp *t);
 #define TP_POLLFD_WORKER (-2)
 TP_HIDDEN int tp_tcp_pollfd(lua_State *L, int idx, int *ready);
 TP_HIDDEN int tp_tcp_resolving(struct tp_tcp *t);
+/* A StreamPeerTLS step on a worker uses the stream (NULL: no longer). */
+TP_HIDDEN void tp_tcp_lend(struct tp_tcp *t, tp_job *job);
+/* Bytes are there to read (buffered, or in the socket), or the end. */
+TP_HIDDEN int tp_tcp_readable(struct tp_tcp *t);
+/* Waits for a connect in progress; 0 once the deadline has passed. */
+TP_HIDDEN int tp_tcp_wait_connected(struct tp_tcp *t, double deadline);
 TP_HIDDEN int tp_tls_pollfd(lua_State *L, int idx, int *ready);
 
 /* TLSOptions, as StreamPeerTLS uses them. */

@@ -53,6 +53,7 @@ struct tp_tcp {
     int bind_port;
     char bind_host[INET6_ADDRSTRLEN + 1];
     resolve *res;                /* while connecting */
+    tp_job *lent;                /* a StreamPeerTLS step on a worker uses it */
     tp_watch w;                  /* its place in the event loop */
     char error[160];             /* why the status is ERROR */
     const char *error_code;      /* its Godot Error name */
@@ -178,7 +179,10 @@ static void tcp_fail(struct tp_tcp *t, const char *what, int err)
 {
     snprintf(t->error, sizeof t->error, "%s: %s", what, strerror(err));
     t->error_code = "ERR_CONNECTION_ERROR";
-    tcp_close_fd(t);
+    /* On a worker (lent to a TLS step) the socket stays open: the event
+     * loop is the calling thread's; tp_tcp_lend closes it afterwards. */
+    if (t->lent == NULL)
+        tcp_close_fd(t);
     t->status = TCP_ERROR;
 }
 
@@ -536,6 +540,18 @@ static struct tp_tcp *checktcp(lua_State *L)
     return tp_checkobj(L, 1, TP_TCP);
 }
 
+/* For the methods that touch the socket or its buffers: while a TLS
+ * handshake step that uses this stream runs on a worker, they wait for
+ * its end first (a step is short; only a caller who works the stream
+ * under its StreamPeerTLS's feet meets this). */
+static struct tp_tcp *checktcp_io(lua_State *L)
+{
+    struct tp_tcp *t = tp_checkobj(L, 1, TP_TCP);
+    if (t->lent != NULL)
+        tp_job_wait(t->lent, -1);
+    return t;
+}
+
 static int tcp_new(lua_State *L)
 {
     new_tcp(L);
@@ -545,6 +561,8 @@ static int tcp_new(lua_State *L)
 static int tcp_gc(lua_State *L)
 {
     struct tp_tcp *t = tp_toobj(L, 1, TP_TCP);
+    if (t->lent != NULL)
+        tp_job_wait(t->lent, -1);     /* a worker still has the socket */
     if (!t->hdr.closed) {
         drop_resolve(t);
         tp_watch_release(&t->w);
@@ -578,7 +596,7 @@ static int tcp_tostring(lua_State *L)
 /* peer:bind(port, host = "*") */
 static int tcp_bind(lua_State *L)
 {
-    struct tp_tcp *t = checktcp(L);
+    struct tp_tcp *t = checktcp_io(L);
     int port = (int)tp_checkrange(L, 2, 0, 65535);
     const char *host = luaL_optstring(L, 3, "*");
     unsigned char tmp[16];
@@ -598,7 +616,7 @@ static int tcp_bind(lua_State *L)
 /* peer:connect_to_host(host, port) */
 static int tcp_connect_to_host(lua_State *L)
 {
-    struct tp_tcp *t = checktcp(L);
+    struct tp_tcp *t = checktcp_io(L);
     size_t hostlen;
     const char *host = luaL_checklstring(L, 2, &hostlen);
     int port = (int)tp_checkrange(L, 3, 1, 65535);
@@ -659,7 +677,8 @@ static int tcp_connect_to_host(lua_State *L)
 static int tcp_is_resolving(lua_State *L)
 {
     struct tp_tcp *t = checktcp(L);
-    update_connecting(t);
+    if (t->lent == NULL)
+        update_connecting(t);
     lua_pushboolean(L, t->resolving);
     return 1;
 }
@@ -667,6 +686,10 @@ static int tcp_is_resolving(lua_State *L)
 static int tcp_poll(lua_State *L)
 {
     struct tp_tcp *t = checktcp(L);
+    if (t->lent != NULL) {            /* its StreamPeerTLS is at work */
+        lua_pushboolean(L, 1);
+        return 1;
+    }
     update_connecting(t);
     if (t->status == TCP_CONNECTED && !t->peer_closed) {
         /* Notice a peer that went away, as Godot's poll does. */
@@ -688,13 +711,15 @@ static int tcp_poll(lua_State *L)
 static int tcp_get_status(lua_State *L)
 {
     struct tp_tcp *t = checktcp(L);
-    lua_pushinteger(L, t->status);
+    /* Lent to a TLS step: connected when it began (what the step did to
+     * it is known when it has ended). */
+    lua_pushinteger(L, t->lent != NULL ? TCP_CONNECTED : t->status);
     return 1;
 }
 
 static int tcp_get_error(lua_State *L)
 {
-    struct tp_tcp *t = checktcp(L);
+    struct tp_tcp *t = checktcp_io(L);
     if (t->error[0] == '\0')
         return 0;
     lua_pushstring(L, t->error);
@@ -729,7 +754,7 @@ static int tcp_get_local_port(lua_State *L)
 
 static int tcp_disconnect_from_host(lua_State *L)
 {
-    struct tp_tcp *t = checktcp(L);
+    struct tp_tcp *t = checktcp_io(L);
     drain_input(t);
     drop_resolve(t);
     tcp_close_fd(t);
@@ -769,7 +794,7 @@ static int io_fail(lua_State *L, struct tp_tcp *t)
 
 static int tcp_get_available_bytes(lua_State *L)
 {
-    struct tp_tcp *t = checktcp(L);
+    struct tp_tcp *t = checktcp_io(L);
     int avail = 0;
     if (t->fd >= 0 && t->status == TCP_CONNECTED &&
         ioctl(t->fd, FIONREAD, &avail) != 0)
@@ -781,7 +806,7 @@ static int tcp_get_available_bytes(lua_State *L)
 /* peer:get_partial_data(n) -> string (possibly empty); never blocks. */
 static int tcp_get_partial_data(lua_State *L)
 {
-    struct tp_tcp *t = checktcp(L);
+    struct tp_tcp *t = checktcp_io(L);
     size_t want = (size_t)tp_checkrange(L, 2, 0, IO_MAX), got;
     luaL_Buffer b;
     update_connecting(t);
@@ -823,7 +848,7 @@ static int wait_connected(struct tp_tcp *t, double deadline)
 /* peer:get_data(n) -> exactly n bytes, waiting up to the timeout. */
 static int tcp_get_data(lua_State *L)
 {
-    struct tp_tcp *t = checktcp(L);
+    struct tp_tcp *t = checktcp_io(L);
     size_t want = (size_t)tp_checkrange(L, 2, 0, IO_MAX);
     double deadline = tp_now() + t->timeout;
     update_connecting(t);
@@ -858,9 +883,9 @@ static int tcp_get_data(lua_State *L)
 /* peer:put_partial_data(s) -> bytes sent (0 when the socket is full). */
 static int tcp_put_partial_data(lua_State *L)
 {
-    struct tp_tcp *t = checktcp(L);
+    struct tp_tcp *t = checktcp_io(L);
     size_t len;
-    const char *s = luaL_checklstring(L, 2, &len);
+    const char *s = tp_checkfrom(L, 2, &len);
     long n = tp_tcp_send(t, (const unsigned char *)s, len);
     if (n < 0 || (t->status != TCP_CONNECTED && t->status != TCP_CONNECTING))
         return io_fail(L, t);
@@ -871,7 +896,7 @@ static int tcp_put_partial_data(lua_State *L)
 /* peer:put_data(s) -> true once every byte is sent. */
 static int tcp_put_data(lua_State *L)
 {
-    struct tp_tcp *t = checktcp(L);
+    struct tp_tcp *t = checktcp_io(L);
     size_t len, done = 0;
     const unsigned char *s =
         (const unsigned char *)luaL_checklstring(L, 2, &len);
@@ -1144,6 +1169,30 @@ tp_watch *tp_tcp_watch(lua_State *L, int idx)
 int tp_tcp_resolving(struct tp_tcp *t)
 {
     return t->resolving;
+}
+
+void tp_tcp_lend(struct tp_tcp *t, tp_job *job)
+{
+    t->lent = job;
+    if (job == NULL && t->status == TCP_ERROR && t->fd >= 0)
+        tcp_close_fd(t);              /* failed while on the worker */
+}
+
+int tp_tcp_readable(struct tp_tcp *t)
+{
+    struct pollfd pfd;
+    if (t->in.len > 0 || t->peer_closed || t->fd < 0)
+        return 1;
+    pfd.fd = t->fd;
+    pfd.events = POLLIN;
+    pfd.revents = 0;
+    return poll(&pfd, 1, 0) != 0;
+}
+
+int tp_tcp_wait_connected(struct tp_tcp *t, double deadline)
+{
+    wait_connected(t, deadline);
+    return tp_now() < deadline;
 }
 
 tp_watch *tp_tcp_watch_of(struct tp_tcp *t)

@@ -42,6 +42,7 @@ struct tp_tls {
     unsigned char free_deferred; /* __gc/__close from there */
     mbedtls_ssl_context ssl;
     struct tp_tcp *tcp;          /* the fast path; NULL for a Lua stream */
+    struct hs_job *job;          /* a handshake step on a worker thread */
     struct tp_options *opts;     /* whose configuration ssl uses */
     lua_State *L;                /* during calls into mbedtls */
     int stream_idx;              /* the Lua stream's stack slot, then */
@@ -58,7 +59,7 @@ struct tp_tls {
 
 /* ------------------------------------------------------------- helpers */
 
-static void free_ssl(struct tp_tls *t);
+static void free_ssl(lua_State *L, struct tp_tls *t);
 
 /* Methods that do not enter mbedtls: usable everywhere. */
 static struct tp_tls *checktls_any(lua_State *L)
@@ -410,14 +411,187 @@ static void handshake_failed(struct tp_tls *t, int ret)
     send_failure_alert(t, ret, alert);
 }
 
+/* ------------------------------------------------ handshake on workers */
+
+/*
+ * Over TCP, each handshake step (mbedtls_ssl_handshake until it wants the
+ * network) runs on a worker thread: the public-key work of a step (ECDHE,
+ * signing, verifying a chain) never holds the calling thread.  While the
+ * job runs, the worker alone touches the peer's mbedtls context and its
+ * socket; the peer's methods only look at its status, and a close waits
+ * for the step to end.  The peer is anchored in the registry meanwhile
+ * (everything it points at stays alive), until the step has ended.
+ * A Lua-object transport calls Lua: its steps stay on the calling thread.
+ */
+typedef struct hs_job {
+    tp_job job;
+    struct tp_tls *t;
+    int ret;
+} hs_job;
+
+/* Registry: &inflight_key -> { [job] = peer }: the anchors. */
+static const char inflight_key = 'i';
+
+static void hs_run(tp_job *job)
+{
+    hs_job *j = (hs_job *)job;
+    j->ret = mbedtls_ssl_handshake(&j->t->ssl);
+}
+
+static void hs_free(tp_job *job)
+{
+    free(job);
+}
+
+/* Lets go of the anchors of steps that have ended (any peer's). */
+static void release_anchors(lua_State *L)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &inflight_key) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pushnil(L);
+    while (lua_next(L, -2) != 0) {
+        hs_job *j = lua_touserdata(L, -2);
+        int s = tp_job_state(&j->job);
+        lua_pop(L, 1);
+        if (s != TP_JOB_QUEUED && s != TP_JOB_RUNNING) {
+            lua_pushvalue(L, -1);
+            lua_pushnil(L);
+            lua_rawset(L, -4);
+        }
+    }
+    lua_pop(L, 1);
+}
+
+/* Sends the next step of the peer at index 1 to a worker; 0 if it runs
+ * inline instead (no worker, or not over TCP). */
+static int submit_step(lua_State *L, struct tp_tls *t)
+{
+    tp_pool *pool;
+    hs_job *j;
+    if (t->tcp == NULL || (pool = tp_pool_get(L, TP_POOL_CPU)) == NULL)
+        return 0;
+    if ((j = calloc(1, sizeof *j)) == NULL)
+        return 0;
+    j->job.run = hs_run;
+    j->job.free = hs_free;
+    j->t = t;
+    /* Anchor first: nothing may raise once the job is queued. */
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &inflight_key) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &inflight_key);
+    }
+    lua_pushvalue(L, 1);
+    lua_rawsetp(L, -2, j);
+    lua_pop(L, 1);
+    tp_tcp_lend(t->tcp, &j->job);
+    if (tp_pool_submit(pool, &j->job) != 0) {
+        tp_tcp_lend(t->tcp, NULL);
+        if (lua_rawgetp(L, LUA_REGISTRYINDEX, &inflight_key) == LUA_TTABLE) {
+            lua_pushnil(L);
+            lua_rawsetp(L, -2, j);
+        }
+        lua_pop(L, 1);
+        free(j);
+        return 0;
+    }
+    t->job = j;
+    tp_watch_job(tp_tcp_watch_of(t->tcp), &j->job);
+    return 1;
+}
+
+/* Drops the anchor of job j (before j is freed). */
+static void drop_anchor(lua_State *L, hs_job *j)
+{
+    if (L == NULL)
+        return;
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &inflight_key) == LUA_TTABLE) {
+        lua_pushnil(L);
+        lua_rawsetp(L, -2, j);
+    }
+    lua_pop(L, 1);
+}
+
+/* Takes back a step that has ended: its result, or -1 while it runs. */
+static int collect_step(lua_State *L, struct tp_tls *t, int *ret)
+{
+    hs_job *j = t->job;
+    int s = tp_job_state(&j->job);
+    if (s == TP_JOB_QUEUED || s == TP_JOB_RUNNING)
+        return -1;
+    drop_anchor(L, j);
+    tp_watch_job(tp_tcp_watch_of(t->tcp), NULL);
+    tp_tcp_lend(t->tcp, NULL);
+    t->job = NULL;
+    if (s == TP_JOB_LOST) {
+        snprintf(t->io_error, sizeof t->io_error, "the handshake step was "
+                 "lost when the process forked");
+        *ret = MBEDTLS_ERR_NET_RECV_FAILED;
+        return 0;                     /* the parent's job: not ours to free */
+    }
+    *ret = j->ret;
+    free(j);
+    return 0;
+}
+
+/* Waits for a step on a worker to end (a close, a collection). */
+static void settle_step(lua_State *L, struct tp_tls *t)
+{
+    int ret;
+    if (t->job == NULL)
+        return;
+    tp_job_wait(&t->job->job, -1);
+    (void)collect_step(L, t, &ret);
+}
+
+/* Whether a step is worth sending: the stream is connected, and what the
+ * last step waited for (data to read, room to write) is there. */
+static int step_ready(struct tp_tls *t)
+{
+    int st = tp_tcp_status(t->tcp);
+    if (st == 1)                          /* StreamPeerTCP STATUS_CONNECTING */
+        return 0;
+    if (st != 2)
+        return 1;                         /* failed: let the step say so */
+    if (t->last_want == MBEDTLS_ERR_SSL_WANT_READ)
+        return tp_tcp_readable(t->tcp);
+    return 1;
+}
+
+static void handshake_result(struct tp_tls *t, int ret);
+
 /* One non-blocking step of the handshake. */
 static void handshake_step(struct tp_tls *t)
 {
     int ret;
     if (t->status != TLS_HANDSHAKING)
         return;
+    if (t->job != NULL) {
+        if (collect_step(t->L, t, &ret) < 0)
+            return;                       /* still on its worker */
+        handshake_result(t, ret);
+        if (t->status != TLS_HANDSHAKING)
+            return;
+    }
+    if (t->L != NULL && t->tcp != NULL) {
+        release_anchors(t->L);
+        if (!step_ready(t))
+            return;
+        t->io_error[0] = '\0';
+        if (submit_step(t->L, t))
+            return;
+    }
     t->io_error[0] = '\0';
     ret = mbedtls_ssl_handshake(&t->ssl);
+    handshake_result(t, ret);
+}
+
+/* What a step returned: connected, waiting for the network, or failed. */
+static void handshake_result(struct tp_tls *t, int ret)
+{
     if (ret == 0) {
         t->status = TLS_CONNECTED;
         t->error[0] = '\0';
@@ -563,7 +737,7 @@ static int setup(lua_State *L, struct tp_tls *t, int opt, int server,
     }
 
     /* A fresh context each time: the old one (if any) is freed. */
-    free_ssl(t);
+    free_ssl(L, t);
     mbedtls_ssl_init(&t->ssl);
     t->ssl_ready = 1;
     t->opts = o;
@@ -801,13 +975,48 @@ static long fill(struct tp_tls *t, size_t want)
     return total;
 }
 
-/* Hands out n bytes of t->in.  A drained buffer of one read's size is
- * released: an idle connection keeps none (bulk readers keep theirs). */
+/* Hands out n bytes of t->in; a drained buffer is released (it only
+ * holds what a blocking read could not hand out yet). */
 static void take_in(struct tp_tls *t, size_t n)
 {
     tp_buf_consume(&t->in, n);
-    if (t->in.len == 0 && t->in.cap <= READ_CHUNK)
+    if (t->in.len == 0)
         tp_buf_free(&t->in);
+}
+
+/* Reads up to `want` bytes straight from mbedtls into a Lua string (no
+ * buffer of ours kept), without blocking.  Pushes it (maybe ""). */
+static void read_direct(lua_State *L, struct tp_tls *t, size_t want)
+{
+    luaL_Buffer b;
+    size_t got = 0;
+    luaL_buffinit(L, &b);
+    while (got < want) {
+        size_t chunk = want - got;
+        char *p;
+        int r;
+        if (chunk > READ_CHUNK)
+            chunk = READ_CHUNK;
+        if (chunk > TP_BUFFER_CHUNK)
+            chunk = TP_BUFFER_CHUNK;
+        p = luaL_prepbuffsize(&b, chunk);
+        r = mbedtls_ssl_read(&t->ssl, (unsigned char *)p, chunk);
+        if (r > 0) {
+            luaL_addsize(&b, (size_t)r);
+            got += (size_t)r;
+            continue;
+        }
+        if (r == TP_ERR_NEW_SESSION_TICKET) {
+            t->save_session = 1;      /* TLS 1.3: a ticket, no data */
+            continue;
+        }
+        if (r == MBEDTLS_ERR_SSL_WANT_READ || r == MBEDTLS_ERR_SSL_WANT_WRITE)
+            t->last_want = r;
+        else
+            io_failed(t, r);
+        break;
+    }
+    luaL_pushresult(&b);
 }
 
 /* Pushes the reason nothing can be read or written now. */
@@ -842,6 +1051,10 @@ static int wait_io(struct tp_tls *t, double deadline, double *backoff)
     double left = deadline - tp_now();
     if (left <= 0)
         return 0;
+    if (t->job != NULL)
+        return tp_job_wait(&t->job->job, deadline);
+    if (t->tcp != NULL && tp_tcp_status(t->tcp) == 1)    /* connecting */
+        return tp_tcp_wait_connected(t->tcp, deadline);
     if (t->tcp != NULL && tp_tcp_fd(t->tcp) >= 0)
         return tp_wait_fd(tp_tcp_fd(t->tcp),
                           t->last_want == MBEDTLS_ERR_SSL_WANT_WRITE ? POLLOUT
@@ -931,12 +1144,16 @@ static int tls_get_partial_data_io(lua_State *L)
             return 1;
         }
     }
-    if (t->status == TLS_CONNECTED && t->in.len < want) {
+    if (t->status == TLS_CONNECTED && t->in.len == 0 && want > 0) {
         int r = flush_pending(t);
         if (r < 0)
             io_failed(t, r);
-        else
-            fill(t, want - t->in.len);
+        else {
+            read_direct(L, t, want);
+            if (lua_rawlen(L, -1) > 0 || t->status == TLS_CONNECTED)
+                return 1;
+            lua_pop(L, 1);
+        }
     }
     if (t->in.len == 0 && want > 0) {
         if (t->status == TLS_CONNECTED) {
@@ -1038,8 +1255,7 @@ static int tls_put_partial_data_io(lua_State *L)
 {
     struct tp_tls *t = checktls(L);
     size_t len;
-    const unsigned char *s =
-        (const unsigned char *)luaL_checklstring(L, 2, &len);
+    const unsigned char *s = (const unsigned char *)tp_checkfrom(L, 2, &len);
     long n;
     begin_io(L, t);
     if (t->status == TLS_HANDSHAKING) {
@@ -1110,8 +1326,9 @@ static int tls_put_data_io(lua_State *L)
 /* --------------------------------------------------------- disconnect */
 
 /* Frees the mbedtls context and the buffers: no I/O. */
-static void free_ssl(struct tp_tls *t)
+static void free_ssl(lua_State *L, struct tp_tls *t)
 {
+    settle_step(L, t);
     if (t->ssl_ready) {
         mbedtls_ssl_free(&t->ssl);
         tp_options_release(t->opts);
@@ -1122,25 +1339,16 @@ static void free_ssl(struct tp_tls *t)
     pending_done(t);
 }
 
-/* Sends close_notify (briefly), closes the stream and forgets it.  The
+/* Sends close_notify, closes the stream and forgets it.  Never waits:
+ * what the transport does not take at once (the last record of a put,
+ * close_notify) is dropped; callers that must see data out first (the
+ * helpers' close, put_data) finish sending before they disconnect.  The
  * peer is at index 1. */
 static void disconnect(lua_State *L, struct tp_tls *t)
 {
     begin_io(L, t);
-    if (t->ssl_ready && t->status == TLS_CONNECTED) {
-        double deadline = tp_now() + (t->timeout < 1.0 ? t->timeout : 1.0);
-        double backoff = 0.001;
-        if (drain(t, deadline)) {
-            int r;
-            while ((r = mbedtls_ssl_close_notify(&t->ssl)) ==
-                       MBEDTLS_ERR_SSL_WANT_WRITE ||
-                   r == MBEDTLS_ERR_SSL_WANT_READ) {
-                t->last_want = r;
-                if (!wait_io(t, deadline, &backoff))
-                    break;
-            }
-        }
-    }
+    if (t->ssl_ready && t->status == TLS_CONNECTED && flush_pending(t) == 0)
+        (void)mbedtls_ssl_close_notify(&t->ssl);
     if (t->tcp != NULL)
         tp_tcp_disconnect(t->tcp);
     else if (lua_type(L, t->stream_idx) != LUA_TNIL) {
@@ -1151,7 +1359,7 @@ static void disconnect(lua_State *L, struct tp_tls *t)
             lua_pcall(L, 1, 0, 0);
         }
     }
-    free_ssl(t);
+    free_ssl(L, t);
     t->tcp = NULL;
     t->status = TLS_DISCONNECTED;
     t->eof = 0;
@@ -1173,6 +1381,14 @@ static int tls_disconnect_from_stream(lua_State *L)
         t->close_deferred = 1;
         return 0;
     }
+    if (t->job != NULL) {
+        /* A handshake step is on a worker: the close happens once it has
+         * ended (the next call that looks, or the collector), never by
+         * waiting for it here. */
+        t->close_deferred = 1;
+        t->status = TLS_DISCONNECTED;
+        return 0;
+    }
     disconnect(L, t);
     lua_settop(L, top);
     return 0;
@@ -1183,10 +1399,12 @@ static int tls_disconnect_from_stream(lua_State *L)
  * found it. */
 static void finish_call(lua_State *L, struct tp_tls *t)
 {
-    int top = lua_gettop(L);
+    int top = lua_gettop(L), ret;
+    if (t->close_deferred && t->job != NULL && collect_step(L, t, &ret) < 0)
+        return;                       /* closed during a step: not over */
     if (t->free_deferred) {
         t->free_deferred = t->close_deferred = 0;
-        free_ssl(t);
+        free_ssl(L, t);
         t->tcp = NULL;
         t->status = TLS_DISCONNECTED;
     } else if (t->close_deferred)
@@ -1364,7 +1582,7 @@ int tp_tls_pollfd(lua_State *L, int idx, int *ready)
     struct tp_tls *t = luaL_testudata(L, idx, TP_TLS);
     if (t == NULL || t->hdr.closed || t->tcp == NULL)
         return -1;
-    if (tp_tcp_resolving(t->tcp))
+    if (tp_tcp_resolving(t->tcp) || t->job != NULL)
         return TP_POLLFD_WORKER;
     if (t->in.len > 0 || (connected_ssl(t) &&
                           (mbedtls_ssl_check_pending(&t->ssl) ||
@@ -1385,7 +1603,7 @@ static int tls_gc(lua_State *L)
         t->free_deferred = 1;
         return 0;
     }
-    free_ssl(t);
+    free_ssl(L, t);
     t->tcp = NULL;
     t->status = TLS_DISCONNECTED;
     return 0;

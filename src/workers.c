@@ -352,6 +352,7 @@ static int get_worker_threads(lua_State *L)
 
 void tp_open_workers(lua_State *L)
 {
+    (void)pools(L);                   /* the wake-up pipe, from the start */
     static const luaL_Reg fns[] = {
         {"set_worker_threads", set_worker_threads},
         {"get_worker_threads", get_worker_threads},

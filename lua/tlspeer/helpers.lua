@@ -13,14 +13,14 @@ local check_options = require("tlspeer.options").check
 local StreamPeerTCP, TCPServer = core.StreamPeerTCP, core.TCPServer
 local StreamPeerTLS, TLSOptions = core.StreamPeerTLS, core.TLSOptions
 local X509Certificate, CryptoKey = core.X509Certificate, core.CryptoKey
-local now, wait_sockets, check_host = core._now, core._wait, core._check_host
+local loop = require "tlspeer.loop"
+local now, check_host = core._now, core._check_host
 local is_integer = core._is_integer
 
 local TLS_HANDSHAKING = StreamPeerTLS.STATUS_HANDSHAKING
 local TLS_CONNECTED = StreamPeerTLS.STATUS_CONNECTED
 
-local READ_CHUNK = 65536
-local READ_PER_POLL = 1024 * 1024   -- per connection and poll: fairness
+local READ_CHUNK = 16384                -- one TLS record
 
 local M = {}
 
@@ -119,8 +119,12 @@ end
 
 ------------------------------------------------------------ connections
 
--- What both sides share: an outbox flushed without blocking, reading what
--- arrived, and noticing the end.
+-- What both sides share: an outbox sent without blocking (an offset into
+-- its first string, never a copy of the rest), reads within the step's
+-- byte budget, and a close that never waits: what is queued leaves in
+-- later polls (at most LINGER seconds), then close_notify.
+local LINGER = 5
+
 local Conn = setmetatable({}, { __index = Emitter })
 Conn.__index = Conn
 
@@ -134,27 +138,37 @@ function Conn:send(data)
   if type(data) ~= "string" then
     error(("bad argument #1 to 'send' (string expected, got %s)"):format(type(data)), 2)
   end
-  if self.closed then
+  if self.closed or self.closing then
     return nil, "the connection is closed", "ERR_UNCONFIGURED"
   end
-  self.outbox[#self.outbox + 1] = data
-  if self.peer:get_status() == TLS_CONNECTED then self:_flush() end
+  if data == "" then return true end
+  local box = self.outbox
+  box[#box + 1] = data
+  self.pending = self.pending + #data
+  if self.peer:get_status() == TLS_CONNECTED then self:_flush(loop.budget_bytes) end
   return true
 end
 
-function Conn:_flush()
+-- Sends queued bytes, at most `limit`; says whether the socket still wants
+-- to be watched for writability (bytes are left).
+function Conn:_flush(limit)
   local peer, box = self.peer, self.outbox
-  while box[1] do
-    local chunk = box[1]
-    local n, msg, code = peer:put_partial_data(chunk)
+  local sent = 0
+  while box[1] and sent < limit do
+    local chunk, from = box[1], self.out_from
+    local n, msg, code = peer:put_partial_data(chunk, from)
     if not n then return nil, msg, code end
-    if n == 0 then return true end
-    if n < #chunk then
-      box[1] = chunk:sub(n + 1)
-      return true
+    if n == 0 then break end
+    sent = sent + n
+    self.pending = self.pending - n
+    if from + n <= #chunk then
+      self.out_from = from + n
+    else
+      table.remove(box, 1)
+      self.out_from = 1
     end
-    table.remove(box, 1)
   end
+  loop.want_write(peer, box[1] ~= nil)
   return true
 end
 
@@ -168,21 +182,45 @@ end
 
 -- Bytes queued by send() that have not left yet.
 function Conn:get_pending_bytes()
-  local n = 0
-  for _, s in ipairs(self.outbox) do n = n + #s end
-  return n
+  return self.pending
 end
 
--- Reads what arrived; returns data or "" , and whether the connection ended.
-function Conn:_read()
+-- Reads what arrived, at most `limit` bytes; returns it ("" for none) and
+-- whether more may be waiting (the budget stopped the read).
+function Conn:_read(limit)
   local peer, parts, total = self.peer, {}, 0
-  while total < READ_PER_POLL do
-    local data = peer:get_partial_data(READ_CHUNK)
+  while total < limit do
+    local data = peer:get_partial_data(math.min(READ_CHUNK, limit - total))
     if not data or data == "" then break end
     parts[#parts + 1] = data
     total = total + #data
   end
-  return table.concat(parts)
+  return table.concat(parts), total >= limit
+end
+
+-- The common part of a step once connected: writes, reads, handlers.
+-- Returns whether the token has more to do now.
+function Conn:_io(emit_data)
+  local budget = loop.budget_bytes
+  if self.outbox[1] then self:_flush(budget) end
+  local data, more = self:_read(budget)
+  if data ~= "" then emit_data(data) end
+  if self.outbox[1] and self.peer:get_status() == TLS_CONNECTED then self:_flush(budget) end
+  -- Data decrypted but not read yet sits past the socket: step again.
+  return more or (self.peer:get_status() == TLS_CONNECTED and self.peer:has_pending())
+end
+
+-- Starts a close that does not wait: returns true when the connection can
+-- be disconnected now (nothing queued), else the rest leaves in later
+-- steps, until LINGER seconds have passed.
+function Conn:_begin_close(owner)
+  if self.outbox[1] and self.peer:get_status() == TLS_CONNECTED then
+    self:_flush(loop.budget_bytes)
+  end
+  if not self.outbox[1] or self.peer:get_status() ~= TLS_CONNECTED then return true end
+  self.closing = true
+  self.linger = loop.timer(now() + LINGER, owner, self)
+  return false
 end
 
 --------------------------------------------------------------- servers
@@ -193,7 +231,7 @@ Server.__index = Server
 function Server:__tostring()
   return ("tlspeer server (%s, %d connections)")
     :format(self.tcp:is_listening() and ("port " .. self.tcp:get_local_port()) or "stopped",
-            #self.conns)
+            self.nconns)
 end
 
 -- The server's connection objects.
@@ -201,13 +239,11 @@ local ServerConn = setmetatable({}, { __index = Conn })
 ServerConn.__index = ServerConn
 ServerConn.__tostring = Conn.__tostring    -- metamethods are not inherited
 
+-- conn:close(): sends what is queued (in later polls, when it does not fit
+-- now), then close_notify; "disconnected" follows.  Never blocks.
 function ServerConn:close()
-  if self.closed then return end
-  if self.outbox[1] and self.peer:get_status() == TLS_CONNECTED then
-    self:_flush()               -- what fits now; close() never blocks
-  end
-  self.closed = true
-  self.peer:disconnect_from_stream()
+  if self.closed or self.closing then return end
+  if self:_begin_close(self.server) then self.server:_end(self) end
 end
 
 function ServerConn:get_address()
@@ -248,164 +284,151 @@ function M.listen(opts)
   ok, msg, code = tcp:listen(port, opts.bind or "*")
   if not ok then return nil, msg, code end
 
-  return setmetatable({
+  local self = loop.owner(setmetatable({
     tcp = tcp,
     options = options,
-    conns = {},
+    conns = {},                 -- conn -> true
+    nconns = 0,
     handshake_timeout = handshake_timeout,
     _events = events { "connection_established", "data_received", "disconnected",
                        "connection_failed", "error" },
-  }, Server)
+  }, Server))
+  self._owner = self
+  loop.watch(tcp, self)
+  return self
 end
 
 function Server:get_local_port()
   return self.tcp:get_local_port()
 end
 
--- The live connection objects (a copy).
+-- The live connection objects (a copy, in no particular order).
 function Server:get_connections()
   local copy = {}
-  for i, conn in ipairs(self.conns) do copy[i] = conn end
+  for conn in pairs(self.conns) do copy[#copy + 1] = conn end
   return copy
 end
 
+local ACCEPT_PER_STEP = 16
+
+-- Takes in what is waiting, a few at a time (the listener stays ready:
+-- the rest comes in the next steps).
 function Server:_accept()
   local tcp = self.tcp
-  while tcp:is_connection_available() do
+  for _ = 1, ACCEPT_PER_STEP do
     local stream = tcp:take_connection()
-    if not stream then break end
+    if not stream then return false end
     stream:set_no_delay(true)
     local peer = StreamPeerTLS.new()
     local conn = setmetatable({
-      server = self, tcp = stream, peer = peer, outbox = {},
-      started = now(), established = false, closed = false,
+      server = self, tcp = stream, peer = peer, outbox = {}, out_from = 1, pending = 0,
+      started = now(), established = false, closed = false, _owner = self,
     }, ServerConn)
     if peer:accept_stream(stream, self.options) then
-      self.conns[#self.conns + 1] = conn
+      self.conns[conn] = true
+      self.nconns = self.nconns + 1
+      conn.deadline = loop.timer(conn.started + self.handshake_timeout, self, conn)
+      loop.watch(peer, conn)
     end
-  end
-end
-
--- Advances one connection; returns false when it is over.
-function Server:_step(conn)
-  local peer = conn.peer
-  if conn.closed then
-    -- conn:close() from a handler: tell once, here.
-    if conn.established and not conn.told then
-      conn.told = true
-      self:_emit("disconnected", conn)
-    end
-    return false
-  end
-  peer:poll()
-  local status = peer:get_status()
-  if status == TLS_HANDSHAKING then
-    if now() - conn.started > self.handshake_timeout then
-      conn.closed = true
-      peer:disconnect_from_stream()
-      conn.tcp:disconnect_from_host()
-      self:_emit("connection_failed", conn,
-        ("the TLS handshake did not finish within %g s"):format(self.handshake_timeout),
-        "ERR_TIMEOUT")
-      return false
-    end
-    return true
-  end
-  if status == TLS_CONNECTED and not conn.established then
-    conn.established = true
-    self:_emit("connection_established", conn)
-  end
-  if conn.established then
-    if conn.outbox[1] then conn:_flush() end
-    local data = conn:_read()
-    if data ~= "" then self:_emit("data_received", conn, data) end
-    if conn.outbox[1] and peer:get_status() == TLS_CONNECTED then conn:_flush() end
-  end
-  status = peer:get_status()
-  if conn.closed or status ~= TLS_CONNECTED then
-    -- Closed first, then told: a handler may call stop() or close().
-    local m, c = peer:get_error()
-    if not conn.closed then
-      conn.closed = true
-      peer:disconnect_from_stream()
-    end
-    if not conn.established then
-      self:_emit("connection_failed", conn, m or "the handshake failed", c or "FAILED")
-    else
-      conn.told = true
-      self:_emit("disconnected", conn)
-    end
-    return false
   end
   return true
 end
 
--- srv:poll(): accepts, handshakes, reads, writes, each without blocking,
--- and runs the handlers.  Returns true while the server is listening.
-function Server:poll()
-  if self.tcp:is_listening() then self:_accept() end
-  local keep = {}
-  for _, conn in ipairs(self.conns) do
-    local ok, alive = pcall(self._step, self, conn)
-    if not ok then
-      self:_report("poll", alive)
-      alive = false
-      if not conn.closed then conn.closed = true; pcall(conn.peer.disconnect_from_stream, conn.peer) end
-    end
-    if alive then keep[#keep + 1] = conn end
+-- The end of a connection: out of the loop, disconnected, told once.
+function Server:_end(conn, failed, msg, code)
+  if conn.closed then return end
+  conn.closed, conn.closing = true, false
+  if conn.deadline then conn.deadline.cancelled = true end
+  if conn.linger then conn.linger.cancelled = true end
+  loop.unwatch(conn.peer)
+  if self.conns[conn] then
+    self.conns[conn] = nil
+    self.nconns = self.nconns - 1
   end
-  self.conns = keep
+  pcall(conn.peer.disconnect_from_stream, conn.peer)
+  if failed then
+    self:_emit("connection_failed", conn, msg, code)
+  elseif conn.established then
+    self:_emit("disconnected", conn)
+  end
+end
+
+-- A timer: a handshake that took too long, or a close that lingered.
+function Server:_timeout(conn)
+  if conn.closed then return end
+  if conn.closing then
+    return self:_end(conn)                      -- what is left is dropped
+  end
+  if not conn.established then
+    conn.tcp:disconnect_from_host()
+    self:_end(conn, true, ("the TLS handshake did not finish within %g s")
+      :format(self.handshake_timeout), "ERR_TIMEOUT")
+  end
+end
+
+-- One step of a token: the listener (accept) or a connection.
+function Server:_step(conn)
+  if conn == self then
+    return self.tcp:is_listening() and self:_accept()
+  end
+  if conn.closed then return false end
+  local peer = conn.peer
+  peer:poll()
+  local status = peer:get_status()
+  if status == TLS_HANDSHAKING then return false end
+  if status == TLS_CONNECTED and not conn.established then
+    conn.established = true
+    conn.deadline.cancelled = true
+    self:_emit("connection_established", conn)
+    if conn.closed then return false end
+  end
+  local more = false
+  if conn.established and status == TLS_CONNECTED then
+    more = conn:_io(function(data) self:_emit("data_received", conn, data) end)
+    if conn.closed then return false end
+    if conn.closing and not conn.outbox[1] then
+      self:_end(conn)
+      return false
+    end
+  end
+  status = peer:get_status()
+  if status ~= TLS_CONNECTED then
+    local m, c = peer:get_error()
+    if not conn.established then
+      self:_end(conn, true, m or "the handshake failed", c or "FAILED")
+    else
+      self:_end(conn)
+    end
+    return false
+  end
+  return more
+end
+
+-- srv:poll(): accepts, handshakes, reads, writes, each without blocking,
+-- for the connections that are ready, within the poll budget; runs the
+-- handlers.  Returns true while the server is listening.
+function Server:poll()
+  loop.poll_owner(self)
   return self.tcp:is_listening()
 end
 
--- Blocks until something may be ready (or `timeout` seconds).
-function Server:_wait(timeout)
-  local readers, writers = { self.tcp }, {}
-  local t = now()
-  for _, conn in ipairs(self.conns) do
-    readers[#readers + 1] = conn.peer
-    if conn.outbox[1] then writers[#writers + 1] = conn.peer end
-    if not conn.established then
-      local left = conn.started + self.handshake_timeout - t
-      if left < timeout then timeout = math.max(left, 0) end
-    end
-  end
-  wait_sockets(readers, writers, timeout)
-end
-
 -- srv:run(timeout): serves until srv:stop() (or `timeout` seconds), never
--- spinning: it sleeps in poll(2) between events.
+-- spinning: it sleeps in the event loop until a socket is ready or a
+-- timer is due.
 function Server:run(timeout)
-  local deadline = timeout and now() + timeout
   self.running = true
-  while self.running and self:poll() do
-    local wait = 0.25
-    if deadline then
-      wait = math.min(wait, deadline - now())
-      if wait <= 0 then break end
-    end
-    self:_wait(wait)
-  end
+  loop.run(self, function() return not self.running or not self.tcp:is_listening() end, timeout)
   self.running = false
   return true
 end
 
 -- srv:stop(): stops listening and closes every connection (sending
--- close_notify); a run() in progress returns.
+-- close_notify, without waiting); a run() in progress returns.
 function Server:stop()
   self.running = false
+  loop.unwatch(self.tcp)
   self.tcp:stop()
-  local conns = self.conns
-  self.conns = {}
-  for _, conn in ipairs(conns) do
-    local was_closed = conn.closed
-    conn.closed = true
-    if not was_closed then pcall(conn.peer.disconnect_from_stream, conn.peer) end
-    if conn.established and not conn.told then
-      conn.told = true
-      self:_emit("disconnected", conn)
-    end
-  end
+  for conn in pairs(self.conns) do self:_end(conn) end
 end
 
 --------------------------------------------------------------- clients
@@ -433,15 +456,17 @@ function M.connect(opts)
   if not valid then error(("bad option 'host' to 'connect' (%s)"):format(why), 2) end
   local port = option_number(opts, "connect", "port", nil, 1)
   local timeout = option_number(opts, "connect", "timeout", 10)
-  local self = setmetatable({
-    host = host, port = port, timeout = timeout, outbox = {}, closed = false,
-    established = false, started = now(),
+  local self = loop.owner(setmetatable({
+    host = host, port = port, timeout = timeout, outbox = {}, out_from = 1, pending = 0,
+    closed = false, established = false, started = now(),
     _events = events { "connection_established", "data_received", "disconnected",
                        "connection_failed", "error" },
-  }, Client)
+  }, Client))
+  self._owner = self
 
   local function fail(msg, code)
     self.failure = { msg, code }
+    self:_queue(self)               -- reported by the next poll
     return self
   end
   local trusted, cert, key, msg, code
@@ -477,6 +502,9 @@ function M.connect(opts)
   self.peer = StreamPeerTLS.new()
   ok, msg, code = self.peer:connect_to_stream(tcp, host, options)
   if not ok then return fail(msg, code) end
+  loop.watch(self.peer, self)
+  loop.want_write(self.peer, true)          -- until connected
+  self.deadline = loop.timer(self.started + timeout, self, "connect")
   return self
 end
 
@@ -486,13 +514,34 @@ function Client:_failed(msg, code)
   self.reported = true
   self.closed = true
   self.failure = self.failure or { msg, code }
-  if self.peer then pcall(self.peer.disconnect_from_stream, self.peer) end
+  if self.deadline then self.deadline.cancelled = true end
+  if self.peer then
+    loop.unwatch(self.peer)
+    pcall(self.peer.disconnect_from_stream, self.peer)
+  end
   self:_emit("connection_failed", self.failure[1], self.failure[2])
 end
 
--- c:poll(): one non-blocking step; runs the handlers.  Returns true while
--- the connection is (or may become) usable.
-function Client:poll()
+-- The end of an established connection: told once.
+function Client:_end()
+  if self.closed then return end
+  self.closed, self.closing = true, false
+  if self.linger then self.linger.cancelled = true end
+  loop.unwatch(self.peer)
+  self.peer:disconnect_from_stream()
+  self:_emit("disconnected")
+end
+
+function Client:_timeout(key)
+  if self.closed then return end
+  if key == "connect" and not self.established then
+    return self:_failed(("the TLS handshake with %s did not finish within %g s")
+      :format(self.host, self.timeout), "ERR_TIMEOUT")
+  end
+  if self.closing then return self:_end() end   -- what is left is dropped
+end
+
+function Client:_step()
   if self.failure then
     self:_failed(self.failure[1], self.failure[2])
     return false
@@ -501,26 +550,24 @@ function Client:poll()
   local peer = self.peer
   peer:poll()
   local status = peer:get_status()
-  if status == TLS_HANDSHAKING then
-    if now() - self.started > self.timeout then
-      self:_failed(("the TLS handshake with %s did not finish within %g s")
-        :format(self.host, self.timeout), "ERR_TIMEOUT")
-      return false
-    end
-    return true
-  end
+  if status == TLS_HANDSHAKING then return false end
   if status == TLS_CONNECTED and not self.established then
     self.established = true
+    self.deadline.cancelled = true
+    loop.want_write(peer, self.outbox[1] ~= nil)
     self:_emit("connection_established")
+    if self.closed then return false end
   end
-  if self.established and not self.closed then
-    if self.outbox[1] then self:_flush() end
-    local data = self:_read()
-    if data ~= "" then self:_emit("data_received", data) end
-    if self.outbox[1] and peer:get_status() == TLS_CONNECTED then self:_flush() end
+  local more = false
+  if self.established and status == TLS_CONNECTED then
+    more = self:_io(function(data) self:_emit("data_received", data) end)
+    if self.closed then return false end
+    if self.closing and not self.outbox[1] then
+      self:_end()
+      return false
+    end
   end
   status = peer:get_status()
-  if self.closed then return false end
   if status ~= TLS_CONNECTED then
     if not self.established then
       local m, c = peer:get_error()
@@ -529,71 +576,59 @@ function Client:poll()
       end
       self:_failed(m or "the TLS handshake failed", c or "FAILED")
     else
-      self.closed = true
-      peer:disconnect_from_stream()
-      self:_emit("disconnected")
+      self:_end()
     end
     return false
   end
-  return true
+  return more
 end
 
-function Client:_wait(timeout)
-  if not self.peer or self.closed then return end
-  local writers = {}
-  if self.outbox[1] or not self.established then writers[1] = self.peer end
-  wait_sockets({ self.peer }, writers, timeout)
+-- c:poll(): one non-blocking step; runs the handlers.  Returns true while
+-- the connection is (or may become) usable.
+function Client:poll()
+  if self.failure and not self.reported then self:_queue(self) end
+  loop.poll_owner(self)
+  return not self.closed
 end
 
 -- c:wait(timeout): blocks until the connection is established (true) or
--- has failed / timed out (nil, message, code).
+-- has failed / timed out (nil, message, code).  Only this client is
+-- stepped meanwhile: a server in the same script must be polled by it
+-- too (tls.poll() steps everything).
 function Client:wait(timeout)
   timeout = timeout or self.timeout
-  local deadline = now() + timeout
-  while true do
-    local alive = self:poll()
-    if self.established then return true end
-    if not alive then
-      local f = self.failure or { "the connection closed", "ERR_CONNECTION_ERROR" }
-      return nil, f[1], f[2]
-    end
-    local left = deadline - now()
-    if left <= 0 then
-      return nil, ("not connected to %s within %g s"):format(self.host, timeout), "ERR_TIMEOUT"
-    end
-    self:_wait(math.min(left, 0.25))
+  if self.failure and not self.reported then self:_queue(self) end
+  local done = loop.run(self, function() return self.established or self.closed end, timeout)
+  if self.established then return true end
+  if done then
+    local f = self.failure or { "the connection closed", "ERR_CONNECTION_ERROR" }
+    return nil, f[1], f[2]
   end
+  return nil, ("not connected to %s within %g s (is something polling the server side? "
+    .. "tls.poll() steps every helper object)"):format(self.host, timeout), "ERR_TIMEOUT"
 end
 
 -- c:run(timeout): pumps until the connection ends (or `timeout` seconds).
 function Client:run(timeout)
-  local deadline = timeout and now() + timeout
-  while self:poll() do
-    local wait = 0.25
-    if deadline then
-      wait = math.min(wait, deadline - now())
-      if wait <= 0 then break end
-    end
-    self:_wait(wait)
-  end
+  if self.failure and not self.reported then self:_queue(self) end
+  loop.run(self, function() return self.closed end, timeout)
   return true
 end
 
--- c:close(): sends what is queued (briefly), then close_notify.
+-- c:close(): sends what is queued (in later polls, when it does not fit
+-- now: at most 5 s), then close_notify.  Never blocks.
 function Client:close()
-  if self.closed then return end
-  self.closed = true
-  if self.peer then
-    if self.established and self.outbox[1] then
-      local deadline = now() + 1
-      while self.outbox[1] and now() < deadline and self.peer:get_status() == TLS_CONNECTED do
-        self:_flush()
-        if self.outbox[1] then wait_sockets({}, { self.peer }, 0.05) end
-      end
+  if self.closed or self.closing then return end
+  if not self.peer or not self.established then
+    self.closed = true
+    if self.deadline then self.deadline.cancelled = true end
+    if self.peer then
+      loop.unwatch(self.peer)
+      self.peer:disconnect_from_stream()
     end
-    self.peer:disconnect_from_stream()
-    if self.established then self:_emit("disconnected") end
+    return
   end
+  if self:_begin_close(self) then self:_end() end
 end
 
 -- Every object closes with Lua 5.4's `local x <close> = ...`; the collector has

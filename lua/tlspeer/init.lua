@@ -48,4 +48,18 @@ local helpers = require "tlspeer.helpers"
 M.listen = helpers.listen
 M.connect = helpers.connect
 
+-- One call per frame: a step of every live helper object.
+local loop = require "tlspeer.loop"
+M.poll = function(budget) return loop.poll(budget) end
+M.set_poll_budget = loop.set_budget
+-- tls.run(timeout): steps every helper object, sleeping in the event loop
+-- between events, for `timeout` seconds (nil: for good).
+M.run = function(timeout)
+  if timeout ~= nil and type(timeout) ~= "number" then
+    error("bad argument #1 to 'run' (number of seconds expected)", 2)
+  end
+  loop.run(nil, function() return false end, timeout)
+  return true
+end
+
 return M
