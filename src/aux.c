@@ -23,6 +23,17 @@
 
 /* ------------------------------------------------------------ classes */
 
+const char tp_class_crypto[] = "tlspeer.Crypto";
+const char tp_class_key[] = "tlspeer.CryptoKey";
+const char tp_class_x509[] = "tlspeer.X509Certificate";
+const char tp_class_hashing[] = "tlspeer.HashingContext";
+const char tp_class_hmac[] = "tlspeer.HMACContext";
+const char tp_class_aes[] = "tlspeer.AESContext";
+const char tp_class_tcp[] = "tlspeer.StreamPeerTCP";
+const char tp_class_tcpserver[] = "tlspeer.TCPServer";
+const char tp_class_options[] = "tlspeer.TLSOptions";
+const char tp_class_tls[] = "tlspeer.StreamPeerTLS";
+
 void tp_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
                  const luaL_Reg *meta, lua_CFunction ctor,
                  const tp_const *consts)
@@ -34,7 +45,7 @@ void tp_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
     lua_newtable(L);
     luaL_setfuncs(L, methods, 0);
     lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, tname);   /* by the name's address too */
 
     lua_newtable(L);
     lua_pushcfunction(L, ctor);
@@ -66,14 +77,29 @@ const char *tp_classname(const char *tname)
     return dot ? dot + 1 : tname;
 }
 
+void *tp_testobj(lua_State *L, int idx, const char *tname)
+{
+    void *p = lua_touserdata(L, idx);
+    int same;
+    if (p == NULL || !lua_getmetatable(L, idx))
+        return NULL;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, tname);
+    same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    return same ? p : NULL;
+}
+
 void *tp_toobj(lua_State *L, int idx, const char *tname)
 {
-    return luaL_checkudata(L, idx, tname);
+    void *p = tp_testobj(L, idx, tname);
+    if (p == NULL)
+        luaL_typeerror(L, idx, tp_classname(tname));
+    return p;
 }
 
 void *tp_checkobj(lua_State *L, int idx, const char *tname)
 {
-    tp_obj *o = luaL_checkudata(L, idx, tname);
+    tp_obj *o = tp_toobj(L, idx, tname);
     if (o->closed)
         luaL_error(L, "attempt to use a closed %s", tp_classname(tname));
     return o;

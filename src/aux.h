@@ -36,17 +36,23 @@ typedef struct tp_obj {
  * once nothing points at it any more. */
 TP_HIDDEN void tp_pin(lua_State *L, int idx);
 
-/* Metatable names. */
-#define TP_CRYPTO      "tlspeer.Crypto"
-#define TP_CRYPTOKEY   "tlspeer.CryptoKey"
-#define TP_X509        "tlspeer.X509Certificate"
-#define TP_HASHING     "tlspeer.HashingContext"
-#define TP_HMAC        "tlspeer.HMACContext"
-#define TP_AES         "tlspeer.AESContext"
-#define TP_TCP         "tlspeer.StreamPeerTCP"
-#define TP_TCPSERVER   "tlspeer.TCPServer"
-#define TP_OPTIONS     "tlspeer.TLSOptions"
-#define TP_TLS         "tlspeer.StreamPeerTLS"
+/* Metatable names.  Each is one array in aux.c, so its address also
+ * names the class: the registry holds every metatable under it too, and
+ * the type checks of every method find it by that pointer (no string to
+ * hash on each call). */
+extern const char tp_class_crypto[], tp_class_key[], tp_class_x509[],
+    tp_class_hashing[], tp_class_hmac[], tp_class_aes[], tp_class_tcp[],
+    tp_class_tcpserver[], tp_class_options[], tp_class_tls[];
+#define TP_CRYPTO      tp_class_crypto
+#define TP_CRYPTOKEY   tp_class_key
+#define TP_X509        tp_class_x509
+#define TP_HASHING     tp_class_hashing
+#define TP_HMAC        tp_class_hmac
+#define TP_AES         tp_class_aes
+#define TP_TCP         tp_class_tcp
+#define TP_TCPSERVER   tp_class_tcpserver
+#define TP_OPTIONS     tp_class_options
+#define TP_TLS         tp_class_tls
 
 /* Godot's HashingContext.HashType, plus SHA-512 (ours). */
 enum { TP_HASH_MD5 = 0, TP_HASH_SHA1 = 1, TP_HASH_SHA256 = 2, TP_HASH_SHA512 = 3 };
@@ -63,6 +69,8 @@ TP_HIDDEN void tp_newclass(lua_State *L, const char *tname,
 TP_HIDDEN void *tp_newobj(lua_State *L, size_t size, int nuv,
                           const char *tname);
 
+/* The `tname` object at idx, or NULL (luaL_testudata, by pointer). */
+TP_HIDDEN void *tp_testobj(lua_State *L, int idx, const char *tname);
 /* Checks that arg `idx` is a `tname` object and not closed (raises
  * "attempt to use a closed X" otherwise). */
 TP_HIDDEN void *tp_checkobj(lua_State *L, int idx, const char *tname);

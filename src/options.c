@@ -283,7 +283,7 @@ static int option_object(lua_State *L, int optidx, const char *field,
     int t = lua_getfield(L, optidx, field);
     if (t == LUA_TNIL)
         return 0;
-    if (luaL_testudata(L, -1, tname) != NULL) {
+    if (tp_testobj(L, -1, tname) != NULL) {
         tp_checkobj(L, -1, tname);
         return 1;
     }
@@ -385,7 +385,7 @@ static mbedtls_x509_crt *anchor_cert(lua_State *L, int idx, int anchor,
 {
     mbedtls_x509_crt *crt;
     idx = lua_absindex(L, idx);
-    if (luaL_testudata(L, idx, TP_X509) == NULL)
+    if (tp_testobj(L, idx, TP_X509) == NULL)
         luaL_error(L, "bad %s (X509Certificate expected, got %s)", what,
                    luaL_typename(L, idx));
     crt = tp_checkcert(L, idx);

@@ -43,14 +43,14 @@ static const struct {
 };
 
 /* Upvalues of every method: the class's get_data, put_data, and the name
- * of its metatable. */
+ * of its metatable (the pointer: see TP_TCP in aux.h). */
 #define UP_GET   lua_upvalueindex(1)
 #define UP_PUT   lua_upvalueindex(2)
 #define UP_TNAME lua_upvalueindex(3)
 
 static int big_endian(lua_State *L)
 {
-    tp_obj *o = tp_checkobj(L, 1, lua_tostring(L, UP_TNAME));
+    tp_obj *o = tp_checkobj(L, 1, (const char *)lua_touserdata(L, UP_TNAME));
     return o->big_endian;
 }
 
@@ -337,7 +337,7 @@ void tp_streampeer_install(lua_State *L, int methods, const char *tname)
         for (put = 0; put < 2; put++) {
             lua_getfield(L, methods, "get_data");
             lua_getfield(L, methods, "put_data");
-            lua_pushstring(L, tname);
+            lua_pushlightuserdata(L, (void *)tname);
             lua_pushinteger(L, i);
             lua_pushcclosure(L, put ? put_typed : get_typed, 4);
             lua_pushfstring(L, "%s_%s", put ? "put" : "get", types[i].name);
@@ -348,7 +348,7 @@ void tp_streampeer_install(lua_State *L, int methods, const char *tname)
     for (i = 0; strings[i].name != NULL; i++) {
         lua_getfield(L, methods, "get_data");
         lua_getfield(L, methods, "put_data");
-        lua_pushstring(L, tname);
+        lua_pushlightuserdata(L, (void *)tname);
         lua_pushcclosure(L, strings[i].fn, 3);
         lua_setfield(L, methods, strings[i].name);
     }

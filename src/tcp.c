@@ -418,7 +418,7 @@ static void settle_eof(struct tp_tcp *t)
 
 struct tp_tcp *tp_testtcp(lua_State *L, int idx)
 {
-    struct tp_tcp *t = luaL_testudata(L, idx, TP_TCP);
+    struct tp_tcp *t = tp_testobj(L, idx, TP_TCP);
     return t != NULL && !t->hdr.closed ? t : NULL;
 }
 
@@ -1158,11 +1158,11 @@ static int server_stop(lua_State *L)
 
 tp_watch *tp_tcp_watch(lua_State *L, int idx)
 {
-    struct tp_tcp *t = luaL_testudata(L, idx, TP_TCP);
+    struct tp_tcp *t = tp_testobj(L, idx, TP_TCP);
     tp_server *s;
     if (t != NULL)
         return t->hdr.closed ? NULL : &t->w;
-    s = luaL_testudata(L, idx, TP_TCPSERVER);
+    s = tp_testobj(L, idx, TP_TCPSERVER);
     return s != NULL && !s->hdr.closed ? &s->w : NULL;
 }
 
@@ -1202,7 +1202,7 @@ tp_watch *tp_tcp_watch_of(struct tp_tcp *t)
 
 int tp_tcp_pollfd(lua_State *L, int idx, int *ready)
 {
-    struct tp_tcp *t = luaL_testudata(L, idx, TP_TCP);
+    struct tp_tcp *t = tp_testobj(L, idx, TP_TCP);
     tp_server *s;
     if (t != NULL) {
         if (t->hdr.closed)
@@ -1213,7 +1213,7 @@ int tp_tcp_pollfd(lua_State *L, int idx, int *ready)
             *ready = 1;
         return t->fd;
     }
-    s = luaL_testudata(L, idx, TP_TCPSERVER);
+    s = tp_testobj(L, idx, TP_TCPSERVER);
     if (s != NULL && !s->hdr.closed)
         return s->fd;
     return -1;

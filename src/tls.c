@@ -1571,7 +1571,7 @@ static int tls_has_pending(lua_State *L)
 
 tp_watch *tp_tls_watch(lua_State *L, int idx)
 {
-    struct tp_tls *t = luaL_testudata(L, idx, TP_TLS);
+    struct tp_tls *t = tp_testobj(L, idx, TP_TLS);
     if (t == NULL || t->hdr.closed || t->tcp == NULL)
         return NULL;
     return tp_tcp_watch_of(t->tcp);
@@ -1579,7 +1579,7 @@ tp_watch *tp_tls_watch(lua_State *L, int idx)
 
 int tp_tls_pollfd(lua_State *L, int idx, int *ready)
 {
-    struct tp_tls *t = luaL_testudata(L, idx, TP_TLS);
+    struct tp_tls *t = tp_testobj(L, idx, TP_TLS);
     if (t == NULL || t->hdr.closed || t->tcp == NULL)
         return -1;
     if (tp_tcp_resolving(t->tcp) || t->job != NULL)
