@@ -49,10 +49,12 @@ struct tp_tls {
     int last_want;               /* WANT_READ or WANT_WRITE */
     size_t pending;              /* bytes committed to a record not flushed */
     double timeout;
-    char error[400];
+    char *error;                 /* the last failure (heap), or NULL */
     const char *error_code;
-    char io_error[240];          /* what the transport said */
-    tp_verify v;                 /* the peer's certificate: host, checks */
+    char io_error[200];          /* what the transport said */
+    char *host;                  /* the name verified (heap), or NULL */
+    tp_verify *v;                /* the certificate checks, while handshaking */
+    unsigned char name_ok;       /* the peer's certificate carries host */
     tp_buf in;                   /* plaintext read but not handed out */
     tp_buf out;                  /* the bytes of the pending record */
 };
@@ -86,11 +88,50 @@ static void set_error(struct tp_tls *t, const char *code, const char *fmt,
 static void set_error(struct tp_tls *t, const char *code, const char *fmt,
                       ...)
 {
+    char buf[400];
+    char *p;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(t->error, sizeof t->error, fmt, ap);
+    vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
+    /* Kept on the heap: a connection that never fails carries none. */
+    p = realloc(t->error, strlen(buf) + 1);
+    if (p != NULL) {
+        strcpy(p, buf);
+        t->error = p;
+    }
     t->error_code = code;
+}
+
+static void clear_error(struct tp_tls *t)
+{
+    free(t->error);
+    t->error = NULL;
+    t->error_code = NULL;
+}
+
+static const char *error_text(const struct tp_tls *t)
+{
+    return t->error != NULL ? t->error : "the TLS connection failed";
+}
+
+/* The name verified ("" for a server). */
+static const char *host_of(const struct tp_tls *t)
+{
+    return t->host != NULL ? t->host : "";
+}
+
+/* The certificate checks end with the handshake: what a connection needs
+ * afterwards is kept, the rest freed. */
+static void end_verify(struct tp_tls *t)
+{
+    if (t->v == NULL)
+        return;
+    t->name_ok = t->v->name_ok;
+    if (t->ssl_ready)
+        mbedtls_ssl_set_verify(&t->ssl, NULL, NULL);
+    free(t->v);
+    t->v = NULL;
 }
 
 static void mbed_text(int err, char *buf, size_t len)
@@ -296,8 +337,8 @@ static const char *alert_text(int alert)
 static void verify_failed(struct tp_tls *t)
 {
     uint32_t flags = mbedtls_ssl_get_verify_result(&t->ssl);
-    char text[sizeof t->error];
-    t->status = tp_verify_explain(&t->v, flags, text, sizeof text)
+    char text[400];
+    t->status = tp_verify_explain(t->v, flags, text, sizeof text)
                     ? TLS_ERROR_HOSTNAME_MISMATCH : TLS_ERROR;
     set_error(t, "ERR_UNAUTHORIZED", "%s", text);
 }
@@ -594,12 +635,13 @@ static void handshake_result(struct tp_tls *t, int ret)
 {
     if (ret == 0) {
         t->status = TLS_CONNECTED;
-        t->error[0] = '\0';
+        clear_error(t);
         t->save_session = !t->is_server;
         /* No certificate was verified: the offered session was resumed. */
-        t->resumed = !t->is_server && t->offered && !t->v.saw_cert;
-        if (!t->v.saw_cert)
-            tp_verify_resumed(&t->v, mbedtls_ssl_get_peer_cert(&t->ssl));
+        t->resumed = !t->is_server && t->offered && !t->v->saw_cert;
+        if (!t->v->saw_cert)
+            tp_verify_resumed(t->v, mbedtls_ssl_get_peer_cert(&t->ssl));
+        end_verify(t);
         return;
     }
     if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE) {
@@ -607,6 +649,7 @@ static void handshake_result(struct tp_tls *t, int ret)
         return;
     }
     handshake_failed(t, ret);
+    end_verify(t);
 }
 
 /* mbedtls' suite name in IANA form: TLS-ECDHE-...-SHA256 is
@@ -677,7 +720,7 @@ static void settle(lua_State *L, struct tp_tls *t)
     mbedtls_ssl_session_init(&b->s);
     b->ready = 1;
     if (mbedtls_ssl_get_session(&t->ssl, &b->s) == 0)
-        lua_setfield(L, -2, t->v.host);   /* sessions[host] = b */
+        lua_setfield(L, -2, host_of(t));  /* sessions[host] = b */
     else
         lua_pop(L, 1);
     lua_pop(L, 2);
@@ -690,7 +733,7 @@ static void offer_session(lua_State *L, struct tp_tls *t, int opt)
     t->offered = 0;
     tp_options_push_sessions(L, opt);
     if (lua_istable(L, -1)) {
-        lua_getfield(L, -1, t->v.host);
+        lua_getfield(L, -1, host_of(t));
         b = luaL_testudata(L, -1, TP_SESSION);
         if (b != NULL && b->ready && mbedtls_ssl_set_session(&t->ssl, &b->s) == 0)
             t->offered = 1;
@@ -744,11 +787,20 @@ static int setup(lua_State *L, struct tp_tls *t, int opt, int server,
     tp_options_retain(o);
     t->eof = 0;
     t->bio_eof = 0;
-    t->error[0] = t->io_error[0] = '\0';
-    t->error_code = NULL;
+    clear_error(t);
+    t->io_error[0] = '\0';
+    free(t->host);
+    t->host = NULL;
+    t->name_ok = 0;
+    if (!server && (t->host = malloc(strlen(host) + 1)) != NULL)
+        strcpy(t->host, host);
+    free(t->v);
+    t->v = calloc(1, sizeof *t->v);
+    if (t->v == NULL || (!server && t->host == NULL))
+        return luaL_error(L, "out of memory");
     t->is_server = (unsigned char)server;
     t->unsafe = (unsigned char)tp_options_is_unsafe(o);
-    tp_verify_start(&t->v, host, server, !server && !t->unsafe);
+    tp_verify_start(t->v, host, server, !server && !t->unsafe);
 
     err = mbedtls_ssl_setup(&t->ssl, tp_options_conf(o));
     if (err != 0) {
@@ -756,10 +808,10 @@ static int setup(lua_State *L, struct tp_tls *t, int opt, int server,
         set_error(t, "FAILED", "cannot set up TLS");
         return tp_fail_mbedtls(L, err, "FAILED", "cannot set up TLS");
     }
-    mbedtls_ssl_set_verify(&t->ssl, tp_verify_cb, &t->v);
+    mbedtls_ssl_set_verify(&t->ssl, tp_verify_cb, t->v);
     if (!server) {
         /* SNI carries host names only; IP addresses are checked by us. */
-        err = mbedtls_ssl_set_hostname(&t->ssl, t->v.iplen || !*host ? NULL
+        err = mbedtls_ssl_set_hostname(&t->ssl, t->v->iplen || !*host ? NULL
                                                                     : host);
         if (err != 0)
             return tp_fail_mbedtls(L, err, "ERR_INVALID_PARAMETER", "invalid "
@@ -1024,10 +1076,10 @@ static int not_ready(lua_State *L, struct tp_tls *t)
 {
     if (t->eof || (t->status == TLS_DISCONNECTED && t->ssl_ready))
         return tp_fail(L, "ERR_FILE_EOF", "the TLS connection%s%s was closed "
-                       "by the peer", t->v.host[0] ? " to " : "", t->v.host);
+                       "by the peer", t->host ? " to " : "", host_of(t));
     if (t->status == TLS_ERROR || t->status == TLS_ERROR_HOSTNAME_MISMATCH)
         return tp_fail(L, t->error_code ? t->error_code : "FAILED", "%s",
-                       t->error);
+                       error_text(t));
     return tp_fail(L, "ERR_UNCONFIGURED", "the StreamPeerTLS is not "
                    "connected");
 }
@@ -1180,7 +1232,7 @@ static int tls_get_data_io(lua_State *L)
         int r = finish_handshake(t, deadline);
         if (r == 0)
             return tp_fail(L, "ERR_TIMEOUT", "timed out waiting for the TLS "
-                           "handshake with %s", t->v.host[0] ? t->v.host
+                           "handshake with %s", t->host ? t->host
                                                            : "the client");
     }
     while (t->in.len < want) {
@@ -1298,7 +1350,7 @@ static int tls_put_data_io(lua_State *L)
     if (t->status == TLS_HANDSHAKING &&
         finish_handshake(t, deadline) == 0)
         return tp_fail(L, "ERR_TIMEOUT", "timed out waiting for the TLS "
-                       "handshake with %s", t->v.host[0] ? t->v.host
+                       "handshake with %s", t->host ? t->host
                                                        : "the client");
     while (done < len) {
         long n;
@@ -1444,7 +1496,7 @@ static int tls_get_stream(lua_State *L)
 static int tls_get_error(lua_State *L)
 {
     struct tp_tls *t = checktls_any(L);
-    if (t->error[0] == '\0')
+    if (t->error == NULL)
         return 0;
     lua_pushstring(L, t->error);
     lua_pushstring(L, t->error_code ? t->error_code : "FAILED");
@@ -1512,7 +1564,7 @@ static int tls_is_peer_verified(lua_State *L)
     struct tp_tls *t = checktls_any(L);
     int ok = connected_ssl(t) && mbedtls_ssl_get_peer_cert(&t->ssl) != NULL &&
              mbedtls_ssl_get_verify_result(&t->ssl) == 0 &&
-             (t->is_server || t->v.name_ok);
+             (t->is_server || t->name_ok);
     lua_pushboolean(L, ok);
     return 1;
 }
@@ -1604,6 +1656,10 @@ static int tls_gc(lua_State *L)
         return 0;
     }
     free_ssl(L, t);
+    end_verify(t);
+    clear_error(t);
+    free(t->host);
+    t->host = NULL;
     t->tcp = NULL;
     t->status = TLS_DISCONNECTED;
     return 0;
@@ -1616,7 +1672,7 @@ static int tls_tostring(lua_State *L)
                                         "error: hostname mismatch"};
     struct tp_tls *t = tp_toobj(L, 1, TP_TLS);
     char addr[INET6_ADDRSTRLEN + 16] = "", suite[96] = "";
-    const char *host = t->v.host[0] ? t->v.host : "?";
+    const char *host = t->host ? t->host : "?";
     if (t->hdr.closed) {
         lua_pushliteral(L, "StreamPeerTLS (closed)");
         return 1;
@@ -1635,7 +1691,7 @@ static int tls_tostring(lua_State *L)
                         mbedtls_ssl_get_version(&t->ssl), suite);
     else if (t->status == TLS_ERROR || t->status == TLS_ERROR_HOSTNAME_MISMATCH)
         lua_pushfstring(L, "StreamPeerTLS (%s: %s)", names[t->status],
-                        t->error);
+                        error_text(t));
     else if (t->status == TLS_HANDSHAKING)
         lua_pushfstring(L, "StreamPeerTLS (handshaking %s %s%s%s)",
                         t->is_server ? "with a client" : "with", 
