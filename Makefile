@@ -265,7 +265,14 @@ ASAN_SAN    ?= -fsanitize=address,undefined -fno-sanitize-recover=undefined \
                -fno-omit-frame-pointer
 ASAN_LINK    = $(ASAN_SAN)$(if $(findstring clang,$(ASAN_CC)), -shared-libasan)
 
-.PHONY: asan asan-build valgrind
+.PHONY: asan asan-build valgrind tsan
+# make tsan: the threaded code (lookups, handshake steps on workers) built
+# with ThreadSanitizer into build-tsan; scripts/tsan.sh runs the specs that
+# drive it, and any report fails.
+tsan: deps dev-certs
+	$(MAKE) BUILD=build-tsan CFLAGS='-O1 -g -fsanitize=thread' LDFLAGS='-fsanitize=thread' \
+	  all spec-helpers
+	BUSTED_ARGS='$(BUSTED_ARGS)' scripts/tsan.sh build-tsan
 asan: deps asan-build dev-certs
 	CC='$(ASAN_CC)' LUA_BIN='$(LUA_BIN)' scripts/asan.sh '$(ASAN_BUILD)' $(BUSTED_ARGS)
 

@@ -262,11 +262,19 @@ local system = require "system"     -- luasystem (a dependency of busted)
 H.now = system.monotime
 function H.sleep(seconds) system.sleep(seconds) end
 
--- Calls fn() until it returns a true value or `timeout` seconds (default 5)
--- pass; returns that value, or nil on timeout.  Sleeps `step` (default
--- 1 ms) between calls, so a wait never spins and never hangs.
+-- How much slower the code under test runs: deadlines that only bound a
+-- hang stretch by this much under memcheck (30x) and ASan (3x).
+local sanitizer = os.getenv("TLSPEER_SANITIZER")
+-- ThreadSanitizer's runtime is preloaded into this interpreter only: the
+-- shells and tools the specs start crash with it (scripts/tsan.sh).
+if sanitizer == "tsan" then require("spec_fork").unsetenv("LD_PRELOAD") end
+H.SLOW = sanitizer == "valgrind" and 30 or sanitizer and 3 or 1
+
+-- Calls fn() until it returns a true value or `timeout` seconds (default 5,
+-- times H.SLOW) pass; returns that value, or nil on timeout.  Sleeps `step`
+-- (default 1 ms) between calls, so a wait never spins and never hangs.
 function H.wait_for(fn, timeout, step)
-  local deadline = H.now() + (timeout or 5)
+  local deadline = H.now() + (timeout or 5) * H.SLOW
   repeat
     local v = fn()
     if v then return v end

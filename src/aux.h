@@ -213,6 +213,7 @@ typedef struct tp_job {
     void (*free)(struct tp_job *job);
     struct tp_job *next;
     tp_pool *pool;
+    long pid;                        /* the process that queued it */
     int state;                       /* atomic: TP_JOB_* */
 } tp_job;
 

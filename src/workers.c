@@ -17,8 +17,10 @@
  * have been held by one of them: the child gets fresh pools, and jobs of
  * the parent's pools read as failed.
  */
+#define _GNU_SOURCE 1                 /* dladdr() */
 #include "aux.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -34,10 +36,21 @@ struct tp_pool {
     tp_job *head, *tail;
     pthread_t *threads;
     int nthreads, max, stop;
+    int detached;                 /* threads end on their own (DNS) */
+    int refs;                     /* detached: the owner + live threads */
     int wake_fd;                  /* written after each job (or -1) */
     pid_t pid;
     const char *name;
 };
+
+static void free_pool(tp_pool *p)
+{
+    free(p->threads);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->work);
+    pthread_cond_destroy(&p->done);
+    free(p);
+}
 
 /* ------------------------------------------------------------- jobs */
 
@@ -48,7 +61,9 @@ struct tp_pool {
 #define XCHG(p, v)     __atomic_exchange_n((p), (v), __ATOMIC_ACQ_REL)
 
 /* While a job is queued or running its pool is alive (a pool ends only
- * once its queue is empty), so job->pool may be read then, and only then. */
+ * once its queue is empty), so job->pool may be read then, and only then,
+ * and only in the process that queued it (a forked child frees the
+ * parent's pools, whose threads it does not have). */
 static int pending(int s)
 {
     return s == TP_JOB_QUEUED || s == TP_JOB_RUNNING;
@@ -57,7 +72,7 @@ static int pending(int s)
 int tp_job_state(tp_job *job)
 {
     int s = LOAD(&job->state);
-    if (pending(s) && job->pool->pid != getpid())
+    if (pending(s) && job->pid != (long)getpid())
         return TP_JOB_LOST;           /* queued before fork, in the parent */
     return s;
 }
@@ -65,7 +80,7 @@ int tp_job_state(tp_job *job)
 void tp_job_abandon(tp_job *job)
 {
     int s = LOAD(&job->state);
-    if (!pending(s) || job->pool->pid != getpid()) {
+    if (!pending(s) || job->pid != (long)getpid()) {
         job->free(job);               /* done, or no thread of ours has it */
         return;
     }
@@ -77,11 +92,9 @@ void tp_job_abandon(tp_job *job)
 int tp_job_wait(tp_job *job, double deadline)
 {
     tp_pool *p;
-    if (!pending(LOAD(&job->state)))
+    if (!pending(LOAD(&job->state)) || job->pid != (long)getpid())
         return 1;
     p = job->pool;
-    if (p->pid != getpid())
-        return 1;
     pthread_mutex_lock(&p->mu);
     while (pending(LOAD(&job->state))) {
         if (deadline < 0)
@@ -108,6 +121,8 @@ int tp_job_wait(tp_job *job, double deadline)
 
 /* ----------------------------------------------------------- workers */
 
+/* Called with p->mu held: the descriptor goes away with the pool's
+ * owner, under the same lock. */
 static void wake(tp_pool *p)
 {
     if (p->wake_fd >= 0) {
@@ -137,14 +152,21 @@ static void *worker(void *arg)
         if (CAS(&job->state, &expect, TP_JOB_RUNNING)) {
             job->run(job);
             expect = TP_JOB_RUNNING;
+            pthread_mutex_lock(&p->mu);
             if (!CAS(&job->state, &expect, TP_JOB_DONE))
                 job->free(job);       /* abandoned while it ran */
             else
                 wake(p);
-        } else
+        } else {
             job->free(job);           /* abandoned before it ran */
-        pthread_mutex_lock(&p->mu);
+            pthread_mutex_lock(&p->mu);
+        }
         pthread_cond_broadcast(&p->done);
+    }
+    if (p->detached && --p->refs == 0) {
+        pthread_mutex_unlock(&p->mu);
+        free_pool(p);                 /* the owner has gone: the last one out */
+        return NULL;
     }
     pthread_mutex_unlock(&p->mu);
     return NULL;
@@ -162,6 +184,10 @@ static int start(tp_pool *p)
     for (i = 0; i < p->max; i++) {
         if (pthread_create(&p->threads[i], NULL, worker, p) != 0)
             break;
+        if (p->detached) {
+            pthread_detach(p->threads[i]);
+            p->refs++;
+        }
         p->nthreads++;
     }
     return p->nthreads > 0 ? 0 : -1;
@@ -170,6 +196,7 @@ static int start(tp_pool *p)
 int tp_pool_submit(tp_pool *p, tp_job *job)
 {
     job->pool = p;
+    job->pid = (long)getpid();
     job->next = NULL;
     STORE(&job->state, TP_JOB_QUEUED);
     pthread_mutex_lock(&p->mu);
@@ -187,26 +214,58 @@ int tp_pool_submit(tp_pool *p, tp_job *job)
     return 0;
 }
 
-/* Stops the threads once the queue is empty, and frees the pool. */
-static void destroy(tp_pool *p)
+/* In a forked child: the parent's pool has no threads here, and its
+ * mutex may have been held at the fork, so it is never locked; its memory
+ * is freed.  The jobs' owners see TP_JOB_LOST and free their own (a job
+ * already abandoned by its owner when the parent forked stays with the
+ * parent). */
+static void forget(tp_pool *p)
 {
-    int i;
-    if (p->pid != getpid())
-        return;                       /* the parent's: leave it alone */
-    pthread_mutex_lock(&p->mu);
-    p->stop = 1;
-    pthread_cond_broadcast(&p->work);
-    pthread_mutex_unlock(&p->mu);
-    for (i = 0; i < p->nthreads; i++)
-        pthread_join(p->threads[i], NULL);
     free(p->threads);
-    pthread_mutex_destroy(&p->mu);
-    pthread_cond_destroy(&p->work);
-    pthread_cond_destroy(&p->done);
     free(p);
 }
 
-static tp_pool *create(int max, int wake_fd, const char *name)
+/* Stops the threads once the queue is empty, and frees the pool.  A
+ * lookup pool is not waited for: a thread stuck in a stalled lookup ends
+ * when it ends, and the last one out frees the pool. */
+static void destroy(tp_pool *p)
+{
+    int i;
+    if (p->pid != getpid()) {
+        forget(p);
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->stop = 1;
+    p->wake_fd = -1;                  /* its owner closes it next */
+    pthread_cond_broadcast(&p->work);
+    if (p->detached) {
+        int last = --p->refs == 0;
+        pthread_mutex_unlock(&p->mu);
+        if (last)
+            free_pool(p);
+        return;
+    }
+    pthread_mutex_unlock(&p->mu);
+    for (i = 0; i < p->nthreads; i++)
+        pthread_join(p->threads[i], NULL);
+    free_pool(p);
+}
+
+/* A lookup thread may outlive its Lua state, and lua_close() unloads
+ * this module: keep its code mapped for the life of the process (a
+ * module linked into the host is never unloaded; the call is harmless). */
+static void keep_code_loaded(void)
+{
+    static int kept;
+    Dl_info info;
+    if (__atomic_exchange_n(&kept, 1, __ATOMIC_ACQ_REL))
+        return;
+    if (dladdr((void *)keep_code_loaded, &info) && info.dli_fname != NULL)
+        (void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+}
+
+static tp_pool *create(int max, int wake_fd, const char *name, int detached)
 {
     tp_pool *p = calloc(1, sizeof *p);
     if (p == NULL)
@@ -215,6 +274,10 @@ static tp_pool *create(int max, int wake_fd, const char *name)
     pthread_cond_init(&p->work, NULL);
     pthread_cond_init(&p->done, NULL);
     p->max = max;
+    p->detached = detached;
+    if (detached)
+        keep_code_loaded();
+    p->refs = 1;                      /* the owner */
     p->wake_fd = wake_fd;
     p->pid = getpid();
     p->name = name;
@@ -297,11 +360,14 @@ tp_pool *tp_pool_get(lua_State *L, int kind)
     tp_pool *p = b->pool[kind];
     if (b->cpu_max == 0)
         return NULL;                  /* tls.set_worker_threads(0) */
-    if (p != NULL && p->pid != getpid())
-        p = b->pool[kind] = NULL;     /* forked: the parent's is lost */
+    if (p != NULL && p->pid != getpid()) {
+        forget(p);                    /* forked: the parent's threads are gone */
+        p = b->pool[kind] = NULL;
+    }
     if (p == NULL) {
         p = create(kind == TP_POOL_DNS ? TP_DNS_THREADS : b->cpu_max,
-                   b->wake[1], kind == TP_POOL_DNS ? "dns" : "cpu");
+                   b->wake[1], kind == TP_POOL_DNS ? "dns" : "cpu",
+                   kind == TP_POOL_DNS);
         if (p == NULL)
             return NULL;
         b->pool[kind] = p;

@@ -125,6 +125,16 @@ end
 -- later polls (at most LINGER seconds), then close_notify.
 local LINGER = 5
 
+-- close()'s optional argument: seconds, zero or more (nil: LINGER).
+local function check_linger(linger)
+  if linger == nil then return LINGER end
+  if type(linger) ~= "number" or linger ~= linger or linger < 0 then
+    error(("bad argument #1 to 'close' (seconds >= 0 expected, got %s)")
+      :format(tostring(linger)), 3)
+  end
+  return linger
+end
+
 local Conn = setmetatable({}, { __index = Emitter })
 Conn.__index = Conn
 
@@ -213,13 +223,13 @@ end
 -- Starts a close that does not wait: returns true when the connection can
 -- be disconnected now (nothing queued), else the rest leaves in later
 -- steps, until LINGER seconds have passed.
-function Conn:_begin_close(owner)
+function Conn:_begin_close(owner, linger)
   if self.outbox[1] and self.peer:get_status() == TLS_CONNECTED then
     self:_flush(loop.budget_bytes)
   end
   if not self.outbox[1] or self.peer:get_status() ~= TLS_CONNECTED then return true end
   self.closing = true
-  self.linger = loop.timer(now() + LINGER, owner, self)
+  self.linger = loop.timer(now() + (linger or LINGER), owner, self)
   return false
 end
 
@@ -239,11 +249,13 @@ local ServerConn = setmetatable({}, { __index = Conn })
 ServerConn.__index = ServerConn
 ServerConn.__tostring = Conn.__tostring    -- metamethods are not inherited
 
--- conn:close(): sends what is queued (in later polls, when it does not fit
--- now), then close_notify; "disconnected" follows.  Never blocks.
-function ServerConn:close()
+-- conn:close([linger]): sends what is queued (in later polls, when it does
+-- not fit now: at most `linger` seconds, 5 by default), then close_notify;
+-- "disconnected" follows.  Never blocks.
+function ServerConn:close(linger)
+  linger = check_linger(linger)
   if self.closed or self.closing then return end
-  if self:_begin_close(self.server) then self.server:_end(self) end
+  if self:_begin_close(self.server, linger) then self.server:_end(self) end
 end
 
 function ServerConn:get_address()
@@ -615,9 +627,11 @@ function Client:run(timeout)
   return true
 end
 
--- c:close(): sends what is queued (in later polls, when it does not fit
--- now: at most 5 s), then close_notify.  Never blocks.
-function Client:close()
+-- c:close([linger]): sends what is queued (in later polls, when it does not
+-- fit now: at most `linger` seconds, 5 by default), then close_notify.
+-- Never blocks.
+function Client:close(linger)
+  linger = check_linger(linger)
   if self.closed or self.closing then return end
   if not self.peer or not self.established then
     self.closed = true
@@ -628,7 +642,7 @@ function Client:close()
     end
     return
   end
-  if self:_begin_close(self) then self:_end() end
+  if self:_begin_close(self, linger) then self:_end() end
 end
 
 -- Every object closes with Lua 5.4's `local x <close> = ...`; the collector has
