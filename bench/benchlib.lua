@@ -156,6 +156,43 @@ function M.python()
   return p ~= "" and p or "python3"
 end
 
+------------------------------------------------------------ certificates
+
+-- The bench's own CA (P-256) and three server leaves for localhost,
+-- game.test and 127.0.0.1 (rsa4096, p384, p256 .crt/.key), made once with
+-- the openssl command in `dir`.
+function M.make_certs(dir)
+  if M.read_file(dir .. "/p256.crt") then return end
+  M.exec("mkdir -p " .. q(dir))
+  M.log("making certificates in %s (RSA-4096 takes a few seconds)", dir)
+  local sh = table.concat({
+    "set -e", "cd " .. q(dir),
+    "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ca.key",
+    "openssl req -x509 -new -key ca.key -subj '/CN=tlspeer bench CA' -days 3650 -out ca.crt"
+      .. " -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign",
+    "printf 'subjectAltName=DNS:localhost,DNS:game.test,IP:127.0.0.1\\n"
+      .. "basicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > leaf.ext",
+    "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:4096 -out rsa4096.key",
+    "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out p384.key",
+    "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out p256.key",
+    "for k in rsa4096 p384 p256; do"
+      .. " openssl req -new -key $k.key -subj /CN=localhost -out $k.csr;"
+      .. " openssl x509 -req -in $k.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650"
+      .. " -extfile leaf.ext -out $k.crt; done",
+  }, "\n")
+  assert(M.exec("sh -c " .. q(sh) .. " >/dev/null 2>&1"), "openssl could not make the certificates")
+end
+
+-- bench/out/benchclock.so (bench/benchclock.c): the thread-CPU clock and
+-- callgrind's toggle; optional.
+function M.build_benchclock()
+  local inc = M.capture("pkg-config --cflags lua5.4 2>/dev/null"):gsub("%s+$", "")
+  if inc == "" then inc = "-I/usr/include/lua5.4" end
+  M.exec("mkdir -p bench/out")
+  return M.exec(("cc -O2 -g -shared -fPIC %s -o bench/out/benchclock.so bench/benchclock.c 2>/dev/null")
+    :format(inc))
+end
+
 ------------------------------------------------------------ /proc
 
 -- Resident set size of a process, bytes.

@@ -742,27 +742,9 @@ local q = B.sh_quote
 -- localhost, game.test and 127.0.0.1), the files the peers serve, and a
 -- CA bundle of the system's roots plus the bench's CA.
 local function prepare()
-  local certs, www = OUT .. "/certs", OUT .. "/www"
+  local certs, www = "bench/out/frame-certs", OUT .. "/www"
   B.exec(("mkdir -p %s %s"):format(q(certs), q(www)))
-  if not B.read_file(certs .. "/p256.crt") then
-    B.log("making certificates in %s (RSA-4096 takes a few seconds)", certs)
-    local sh = table.concat({
-      "set -e", "cd " .. q(certs),
-      "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ca.key",
-      "openssl req -x509 -new -key ca.key -subj '/CN=tlspeer frame bench CA' -days 3650 -out ca.crt"
-        .. " -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign",
-      "printf 'subjectAltName=DNS:localhost,DNS:game.test,IP:127.0.0.1\\n"
-        .. "basicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > leaf.ext",
-      "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:4096 -out rsa4096.key",
-      "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out p384.key",
-      "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out p256.key",
-      "for k in rsa4096 p384 p256; do"
-        .. " openssl req -new -key $k.key -subj /CN=localhost -out $k.csr;"
-        .. " openssl x509 -req -in $k.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650"
-        .. " -extfile leaf.ext -out $k.crt; done",
-    }, "\n")
-    assert(B.exec("sh -c " .. q(sh) .. " >/dev/null 2>&1"), "openssl could not make the certificates")
-  end
+  B.make_certs(certs)
   local sys = B.read_file("/etc/ssl/certs/ca-certificates.crt") or ""
   B.write_file(certs .. "/bundle.pem", sys .. B.read_file(certs .. "/ca.crt"))
   if not B.read_file(www .. "/small") then
@@ -852,11 +834,7 @@ local function parent()
   math.randomseed(os.time())
   local certs, www, sha = prepare()
   -- The thread-CPU clock for the scenario processes (optional).
-  if not B.read_file("bench/out/benchclock.so") then
-    local inc = B.capture("pkg-config --cflags lua5.4 2>/dev/null"):gsub("%s+$", "")
-    if inc == "" then inc = "-I/usr/include/lua5.4" end
-    B.exec(("cc -O2 -shared -fPIC %s -o bench/out/benchclock.so bench/benchclock.c 2>/dev/null"):format(inc))
-  end
+  if not B.read_file("bench/out/benchclock.so") then B.build_benchclock() end
   local cpath = "bench/out/?.so;" .. (os.getenv("LUA_CPATH") or ";;")
   local python = B.python()
   local label = args.label or os.getenv("LUA_CPATH") or "default build"

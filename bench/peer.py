@@ -11,6 +11,7 @@ Python's ssl module (OpenSSL), so tlspeer is never measured against itself.
                                       bytes; answers their SHA-256 in hex
   peer.py stall  CERT KEY             handshakes, then never reads (small
                                       receive buffer), until killed
+  peer.py tcpidle N HOST PORT         N plain TCP connections, kept idle
   peer.py clients N HOST PORT CA [SIZE]
                                       N TLS clients at once: all connect, then
                                       all handshake together (a barrier), each
@@ -200,6 +201,16 @@ def clients(n, host, port, ca, size=1024):
         out("RESULT hs_max_s", "%.3f" % max(times))
 
 
+def tcpidle(n, host, port):
+    # Plain TCP connections that never send anything (bench/scale_callgrind.lua).
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    socks = [socket.create_connection((host, port)) for _ in range(n)]
+    out("READY", len(socks))
+    time.sleep(3600)
+
+
 def main():
     mode, args = sys.argv[1], sys.argv[2:]
     if mode == "www":
@@ -214,6 +225,8 @@ def main():
         n, host, port, ca = int(args[0]), args[1], int(args[2]), args[3]
         size = int(args[4]) if len(args) > 4 else 1024
         clients(n, host, port, ca, size)
+    elif mode == "tcpidle":
+        tcpidle(int(args[0]), args[1], int(args[2]))
     else:
         sys.exit("peer.py: unknown mode " + mode)
 
