@@ -82,7 +82,7 @@ while true do
     if cmd == "gc" then
       collectgarbage("collect")
       collectgarbage("collect")
-      reply = "ok"
+      reply = ("ok %.1f"):format(collectgarbage("count"))
     elseif cmd == "count" then
       reply = tostring(live)
     elseif cmd == "pollcost" then

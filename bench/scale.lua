@@ -75,9 +75,17 @@ local function client(args_)
   return ("%s bench/scale_clients.lua %s"):format(LUA, args_)
 end
 
+-- A command to a server; its answer (a few tries: a connection may be
+-- refused while the server's backlog is full).
 local function command(srv, cmd)
-  local out = B.capture(client(("cmd 127.0.0.1 %d %s %s 2>&1"):format(srv.port, q(CA), cmd)))
-  return (out:match("^%s*(.-)%s*$"))
+  local out
+  for _ = 1, 3 do
+    out = B.capture(client(("cmd 127.0.0.1 %d %s %s 2>&1"):format(srv.port, q(CA), cmd)))
+    out = out:match("^%s*(.-)%s*$")
+    if not out:find("^lua") and not out:find("traceback") then return out end
+    B.sleep(0.5)
+  end
+  error(("the %s server did not answer '%s': %s"):format(srv.id, cmd, out))
 end
 
 local function measure(n, tmp)
@@ -97,7 +105,8 @@ local function measure(n, tmp)
   -- Warm up both (a handshake, echoes, the allocator), then the baseline.
   B.capture(client(("echo 127.0.0.1 %s %s %d 50 32 2>&1"):format(csv, q(CA), ACTIVE)))
   for _, s in ipairs(servers) do
-    assert(command(s, "gc") == "ok", "the " .. s.id .. " server does not answer")
+    s.lua0 = tonumber(command(s, "gc"):match("^ok (%S+)"))
+    assert(s.lua0, "the " .. s.id .. " server does not answer")
     s.rss0 = B.rss(s.pid)
   end
   -- The idle connections.
@@ -124,7 +133,7 @@ local function measure(n, tmp)
   local connect_s = B.clock() - t0
   B.log("N = %d: connected in %.1f s", n, connect_s)
   for _, s in ipairs(servers) do
-    assert(command(s, "gc") == "ok")
+    s.lua1 = tonumber(command(s, "gc"):match("^ok (%S+)"))
     s.rss1 = B.rss(s.pid)
     s.count = tonumber(command(s, "count"))
     if s.count then s.count = s.count - 1 end        -- the command's own connection
@@ -198,6 +207,7 @@ local function measure(n, tmp)
       idle_cpu_percent = s.idle_cpu * 100,
       rss_before_kib = s.rss0 / 1024, rss_after_kib = s.rss1 / 1024,
       rss_per_conn_kib = (s.rss1 - s.rss0) / n / 1024,
+      lua_heap_per_conn_kib = s.lua1 and s.lua0 and (s.lua1 - s.lua0) / n,
       poll_idle_ns_min = s.poll_min, poll_idle_ns_median = s.poll_med,
       tls_poll_idle_ns_min = s.tlspoll_min, tls_poll_idle_ns_median = s.tlspoll_med,
     }
@@ -264,7 +274,8 @@ local function main()
     for _, pair in ipairs { { "tlspeer", a }, { "cqueues + luaossl", b } } do
       local name, s = pair[1], pair[2]
       rows[#rows + 1] = { tostring(r.n), name, tostring(s.established), f1(s.echo_p50_us), f1(s.echo_p99_us),
-        f1(s.server_cpu_per_echo_us), f2(s.idle_cpu_percent), f1(s.rss_per_conn_kib),
+        f1(s.server_cpu_per_echo_us), f2(s.idle_cpu_percent),
+        ("%s (Lua %s)"):format(f1(s.rss_per_conn_kib), f1(s.lua_heap_per_conn_kib)),
         ("%s / %s"):format(f1(s.poll_idle_ns_min), f1(s.poll_idle_ns_median)),
         s.tls_poll_idle_ns_min and ("%s / %s"):format(f1(s.tls_poll_idle_ns_min), f1(s.tls_poll_idle_ns_median)) or "–" }
     end
@@ -282,7 +293,7 @@ local function main()
     :format(results.runs[#results.runs].client_processes // 2, PER_PROCESS,
       tostring(results.runs[#results.runs].client_nofile), ACTIVE, ROUNDS, ECHO_RUNS))
   io.write(B.markdown({ "N", "server", "connected", "echo p50 µs", "echo p99 µs", "server CPU µs/echo",
-    ("idle CPU %% (%gs)"):format(IDLE_S), "RSS KiB/conn", "srv:poll() idle ns (min / median)",
+    ("idle CPU %% (%gs)"):format(IDLE_S), "RSS KiB/conn (of it Lua heap)", "srv:poll() idle ns (min / median)",
     "tls.poll() idle ns" }, rows))
   if #results.callgrind > 0 then
     local cg = {}

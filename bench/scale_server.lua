@@ -6,7 +6,7 @@
 -- Prints "PORT p".  Echoes what each connection sends.  A message that
 -- starts with "\0CTL " is a command from the bench (answered on the same
 -- connection, once run() has returned: within a second):
---   gc              full garbage collection, "ok"
+--   gc              full garbage collection, "ok LUA_HEAP_KIB"
 --   count           the number of live connections
 --   pollcost K      K calls of srv:poll() and of tls.poll() with nothing
 --                   ready, in batches of 1,000: "SRV_MIN SRV_MED TLS_MIN
@@ -50,7 +50,7 @@ while true do
     if cmd == "gc" then
       collectgarbage("collect")
       collectgarbage("collect")
-      reply = "ok"
+      reply = ("ok %.1f"):format(collectgarbage("count"))
     elseif cmd == "count" then
       reply = tostring(#srv:get_connections())
     elseif cmd == "pollcost" then
