@@ -24,7 +24,9 @@
 --   lua5.4 bench/frame.lua --run SCENARIO --result FILE [--quick]
 -- The peers are Python's ssl module (OpenSSL: bench/peer.py) and the stub
 -- DNS server bench/dnsstub.py, started by the bench on loopback.
--- Worker threads: tlspeer's default (one per core).  Output: a Markdown
+-- Worker threads: tlspeer's default (one per core); the poll budget too,
+-- unless FRAME_POLL_BUDGET="seconds,bytes" asks for tls.set_poll_budget
+-- (an experiment, named in the output).  Output: a Markdown
 -- table on stdout, and FILE.json (default bench/out/frame.json).
 local B = require "bench.benchlib"
 
@@ -88,7 +90,14 @@ local function child(name)
   local PY = os.getenv("FRAME_PYTHON") or "python3"
   local TCP, TLS, HTTP = tls.StreamPeerTCP, tls.StreamPeerTLS, tls.HTTPClient
 
-  local R = { name = name, calls = {}, cpu = {}, by = {}, notes = {}, tasks = {}, preempted = 0,
+  -- FRAME_POLL_BUDGET="seconds,bytes": tls.set_poll_budget for an
+  -- experiment (the default budget otherwise).
+  local budget = os.getenv("FRAME_POLL_BUDGET")
+  if budget and budget ~= "" then
+    local sec, bytes = budget:match("^([%d.e-]+),?(%d*)$")
+    tls.set_poll_budget(tonumber(sec), tonumber(bytes))
+  end
+  local R = { poll_budget = budget, name = name, calls = {}, cpu = {}, by = {}, notes = {}, tasks = {}, preempted = 0,
               mbedtls = tls.mbedtls_version, workers = tls.get_worker_threads() }
   local durations, cpus, by = R.calls, R.cpu, R.by
   local function note(fmt, ...) R.notes[#R.notes + 1] = fmt:format(...) end
@@ -845,8 +854,8 @@ local function parent()
     local tmp = OUT .. "/" .. name
     B.exec(("rm -rf %s && mkdir -p %s"):format(q(tmp), q(tmp)))
     local result = tmp .. "/result.lua"
-    local env = ("env LUA_CPATH=%s FRAME_CERTS=%s FRAME_WWW=%s FRAME_TMP=%s FRAME_PYTHON=%s FRAME_UPLOAD_SHA=%s"):format(
-      q(cpath), q(certs), q(www), q(tmp), q(python), sha)
+    local env = ("env FRAME_POLL_BUDGET=%s LUA_CPATH=%s FRAME_CERTS=%s FRAME_WWW=%s FRAME_TMP=%s FRAME_PYTHON=%s FRAME_UPLOAD_SHA=%s"):format(
+      q(os.getenv("FRAME_POLL_BUDGET") or ""), q(cpath), q(certs), q(www), q(tmp), q(python), sha)
     if name == "default_bundle_http" then env = env .. " SSL_CERT_FILE=" .. q(certs .. "/bundle.pem") end
     local cmd = ("%s %s bench/frame.lua --run %s --result %s%s 2>%s"):format(
       env, LUA, name, q(result), QUICK and " --quick" or "", q(tmp .. "/stderr.log"))
@@ -910,8 +919,9 @@ local function parent()
     end
   end
   local first = results[1] or {}
-  io.write(("\n### Frame section: %s (mbedtls %s, %s worker threads%s)\n\n"):format(
-    label, tostring(first.mbedtls), tostring(first.workers), QUICK and ", --quick" or ""))
+  io.write(("\n### Frame section: %s (mbedtls %s, %s worker threads%s%s)\n\n"):format(
+    label, tostring(first.mbedtls), tostring(first.workers), QUICK and ", --quick" or "",
+    (first.poll_budget and first.poll_budget ~= "") and (", tls.set_poll_budget(" .. first.poll_budget .. ")") or ""))
   io.write("Every call into tlspeer in a 60 fps loop, timed one by one; target: max <= 2 ms, p99 <= 0.5 ms.\n\n")
   io.write("*max CPU*: the most thread CPU time one call used; *preempted*: calls during which the "
     .. "calling thread was involuntarily switched out (wall time then includes other threads' work).\n\n")
