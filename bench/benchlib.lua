@@ -68,6 +68,8 @@ local children = {}           -- pid -> description, for cleanup
 -- exec its program (env ..., ip netns exec ..., or a plain program) so the
 -- pid is the program's.
 function M.spawn(cmd, logfile, what)
+  -- A log left from an earlier run must not be read as this one's.
+  os.remove(logfile)
   local f = assert(io.popen(("exec %s >%s 2>&1 </dev/null & echo $!"):format(cmd, q(logfile))))
   -- `exec` above applies to the background subshell's command.
   local pid = tonumber(f:read("l"))
