@@ -52,6 +52,7 @@ IFS='
 for b in $builds; do
   IFS=$old_ifs
   tag=${b%%=*}
+  [ -n "${QUICK:-}" ] && tag="$tag-quick"
   rest=${b#*=}
   dir=${rest%%=*}
   label=${rest#*=}
