@@ -358,9 +358,10 @@ local function trusts_dev_server(copts)
   assert(c:connect_to_stream(a, "localhost", copts))
   assert(s:accept_stream(b, tls.TLSOptions.server(ld("CryptoKey", "certs/server.key"),
                                                   ld("X509Certificate", "certs/server.crt"))))
-  for _ = 1, 500 do
+  for i = 1, 2500 do
     c:poll(); s:poll()
     if c:get_status() ~= 1 then break end
+    if i > 100 then core._sleep(0.002) end  -- the bundle may still be loading
   end
   return c:get_status() == 2, (c:get_error())
 end
@@ -622,5 +623,95 @@ describe("the default CA bundle", function()
     assert.is_true(count_pem(pem) >= 1)
     assert.matches("^%-%-%-%-%-BEGIN CERTIFICATE%-%-%-%-%-\n", pem)
     assert.is_string(tls.get_certificate_bundle_source())
+  end)
+end)
+
+describe("the default CA bundle loads on a worker", function()
+  -- A big bundle: the shipped Mozilla one (150 roots) and our dev CA last.
+  local big
+  setup(function()
+    big = H.write(H.tmpdir() .. "/big.pem", H.read(SHIPPED) .. H.read("certs/ca.crt"))
+  end)
+
+  it("TLSOptions.client() returns at once; handshakes wait for the load, without blocking", function()
+    local r, out = sub({ SSL_CERT_FILE = big }, [[
+      local t0 = core._now()
+      local o = assert(tls.TLSOptions.client())
+      put("fast", core._now() - t0 < 0.005)
+      put("preload", tls.preload_certificate_bundle())     -- false: loading
+      put("trusted", trusts_dev_server(o))
+      put("preload_after", tls.preload_certificate_bundle())
+      put("len", o:get_trusted_ca_chain():get_chain_length())
+      put("shared", rawequal(o:get_trusted_ca_chain(), tls.TLSOptions.client():get_trusted_ca_chain()))
+    ]])
+    assert.equal("true", r.fast[1], out)
+    assert.equal("false", r.preload[1], out)
+    assert.equal("true", r.trusted[1], out)
+    assert.equal("true", r.preload_after[1], out)
+    assert.is_true(tonumber(r.len[1]) >= 100, out)
+    assert.equal("true", r.shared[1], out)
+  end)
+
+  it("the event core steps a tls.connect client once the load ends", function()
+    local r, out = sub({ SSL_CERT_FILE = big }, [[
+      local srv = assert(tls.listen { port = 0, bind = "127.0.0.1",
+        certificate = "certs/server.crt", key = "certs/server.key" })
+      srv:on("data_received", function(conn, d) conn:send(d) end)
+      local c = tls.connect { host = "localhost", port = srv:get_local_port() }
+      local got = ""
+      c:on("connection_established", function() c:send("bundle") end)
+      c:on("data_received", function(d) got = got .. d end)
+      c:on("connection_failed", function(m) put("failed", m) end)
+      local t0 = core._now()
+      while got ~= "bundle" and core._now() - t0 < 10 do tls.run(0.05) end
+      put("got", got)
+    ]])
+    assert.is_nil(r.failed, out)
+    assert.equal("bundle", r.got[1], out)
+  end)
+
+  it("a blocking client waits for the load", function()
+    local srv = H.s_server("-cert certs/server.crt -key certs/server.key")
+    finally(srv.stop)
+    local r, out = sub({ SSL_CERT_FILE = big }, ([[
+      local tcp = tls.StreamPeerTCP.new()
+      assert(tcp:connect_to_host("127.0.0.1", %d))
+      local c = tls.StreamPeerTLS.new()
+      assert(c:connect_to_stream(tcp, "localhost", tls.TLSOptions.client()))
+      c:set_timeout(10)
+      put("put", c:put_data("over the default bundle\n"))
+      put("verified", c:is_peer_verified())
+    ]]):format(srv.port))
+    assert.equal("true", r.put[1], out)
+    assert.equal("true", r.verified[1], out)
+    assert.truthy(srv.wait_output("over the default bundle", 5))
+  end)
+
+  it("a load that fails fails the handshakes waiting for it, with its reason", function()
+    local bad = H.write(H.tmpdir() .. "/bad.pem",
+      "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n")
+    local r, out = sub({ SSL_CERT_FILE = bad }, [[
+      core._set_system_bundles {}
+      core._set_shipped_bundles {}
+      local o = tls.TLSOptions.client()
+      put("options", o ~= nil)
+      put("trusted", trusts_dev_server(o))
+      put("preload", tls.preload_certificate_bundle(true))
+    ]])
+    assert.equal("true", r.options[1], out)
+    assert.equal("false", r.trusted[1], out)
+    assert.matches("no CA bundle found", r.trusted[2], 1, true)
+    assert.equal("nil", r.preload[1], out)
+    assert.equal("ERR_FILE_NOT_FOUND", r.preload[3], out)
+  end)
+
+  it("with set_worker_threads(0) it loads inline, in TLSOptions.client()", function()
+    local r, out = sub({ SSL_CERT_FILE = big }, [[
+      tls.set_worker_threads(0)
+      put("preload", tls.preload_certificate_bundle())
+      put("trusted", trusts_dev_server())
+    ]])
+    assert.equal("true", r.preload[1], out)
+    assert.equal("true", r.trusted[1], out)
   end)
 end)

@@ -313,6 +313,10 @@ TP_HIDDEN struct tp_options *tp_checkoptions(lua_State *L, int idx);
 TP_HIDDEN mbedtls_ssl_config *tp_options_conf(struct tp_options *o);
 TP_HIDDEN int tp_options_is_server(struct tp_options *o);
 TP_HIDDEN int tp_options_is_unsafe(struct tp_options *o);
+/* The default CA bundle the options trust while it still loads (NULL once
+ * it is there, or for any other chain); _settled: it is there. */
+TP_HIDDEN const mbedtls_x509_crt *tp_options_pending_trust(struct tp_options *o);
+TP_HIDDEN void tp_options_trust_settled(struct tp_options *o);
 /* A peer's mbedtls context uses the configuration from setup to free. */
 TP_HIDDEN void tp_options_retain(struct tp_options *o);
 TP_HIDDEN void tp_options_release(struct tp_options *o);
@@ -321,8 +325,18 @@ TP_HIDDEN void tp_options_push_cn_override(lua_State *L, int idx);
 TP_HIDDEN void tp_options_push_sessions(lua_State *L, int idx);
 
 /* The default CA bundle (an X509Certificate, loaded once): pushes it and
- * returns 1, or pushes a failure and returns 3. */
-TP_HIDDEN int tp_cabundle_push(lua_State *L);
+ * returns 1, or pushes a failure and returns 3.  While it loads on a
+ * worker, what is pushed is the X509Certificate the load will fill, and
+ * *pending is set: handshakes trusting it wait for tp_cabundle_settle. */
+TP_HIDDEN int tp_cabundle_push(lua_State *L, int *pending);
+/* Whether the load that fills `crt` has ended: 1 filled, 0 still loading,
+ * -1 failed (tp_cabundle_error says why).  Waits until `deadline`
+ * (tp_now(); 0: not at all; < 0: for ever). */
+TP_HIDDEN int tp_cabundle_settle(lua_State *L, const mbedtls_x509_crt *crt,
+                                 double deadline);
+TP_HIDDEN const char *tp_cabundle_error(lua_State *L, const char **code);
+/* The job of the load that fills `crt`, or NULL (for event loop watches). */
+TP_HIDDEN tp_job *tp_cabundle_job(lua_State *L, const mbedtls_x509_crt *crt);
 
 /* The typed StreamPeer methods (streampeer.c), added to the methods table
  * at `methods` of class `tname`, over its get_data and put_data. */

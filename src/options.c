@@ -22,6 +22,9 @@ struct tp_options {
     unsigned char free_pending;          /* collected while still in use */
     int verify;
     int users;                           /* mbedtls contexts set up on conf */
+    /* The default CA bundle while it loads on a worker (the chain the conf
+     * trusts, empty until then): handshakes wait for it. */
+    const mbedtls_x509_crt *pending_trust;
     mbedtls_ssl_config conf;
     mbedtls_ssl_ticket_context ticket;   /* a server's session tickets */
     const char *alpn[ALPN_MAX + 1];
@@ -126,6 +129,16 @@ mbedtls_ssl_config *tp_options_conf(struct tp_options *o)
 int tp_options_is_server(struct tp_options *o)
 {
     return o->server;
+}
+
+const mbedtls_x509_crt *tp_options_pending_trust(struct tp_options *o)
+{
+    return o->pending_trust;
+}
+
+void tp_options_trust_settled(struct tp_options *o)
+{
+    o->pending_trust = NULL;
 }
 
 int tp_options_is_unsafe(struct tp_options *o)
@@ -396,8 +409,9 @@ static mbedtls_x509_crt *anchor_cert(lua_State *L, int idx, int anchor,
 }
 
 /* Pushes the trust chain for a client: the given one or the default CA
- * bundle.  Returns 1, or pushes a failure and returns 3. */
-static int push_trust(lua_State *L, int idx)
+ * bundle (*pending: still loading).  Returns 1, or pushes a failure and
+ * returns 3. */
+static int push_trust(lua_State *L, int idx, int *pending)
 {
     if (!lua_isnoneornil(L, idx)) {
         mbedtls_x509_crt *crt = tp_checkcert(L, idx);
@@ -405,9 +419,10 @@ static int push_trust(lua_State *L, int idx)
             return tp_fail(L, "ERR_INVALID_PARAMETER", "the trusted chain "
                            "is an empty X509Certificate");
         lua_pushvalue(L, idx);
+        *pending = 0;
         return 1;
     }
-    return tp_cabundle_push(L);
+    return tp_cabundle_push(L, pending);
 }
 
 /* Client certificate for mutual TLS: opts.certificate + opts.key. */
@@ -460,7 +475,7 @@ static const char *const server_opts[] = {
 static int options_client(lua_State *L)
 {
     struct tp_options *o;
-    int anchor, r;
+    int anchor, r, pending;
     size_t cnlen;
     const char *cn;
     char why[120];
@@ -482,10 +497,12 @@ static int options_client(lua_State *L)
     anchor = 5;
     if ((r = base_config(L, o)) != 0)
         return r;
-    if ((r = push_trust(L, 1)) != 1)
+    if ((r = push_trust(L, 1, &pending)) != 1)
         return r;
     o->has_trust = !lua_isnil(L, 1);
     mbedtls_ssl_conf_ca_chain(&o->conf, tp_checkcert(L, -1), NULL);
+    if (pending)
+        o->pending_trust = tp_checkcert(L, -1);
     tp_pin(L, -1);
     lua_setfield(L, anchor, "trusted");
     mbedtls_ssl_conf_authmode(&o->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
@@ -655,8 +672,15 @@ static int anchored(lua_State *L, const char *field)
     return 1;
 }
 
+/* The default CA bundle may still be loading on a worker: the getter
+ * waits for it (documented as blocking then), so the chain it returns is
+ * the whole one. */
 static int options_get_trusted_ca_chain(lua_State *L)
 {
+    struct tp_options *o = tp_checkoptions(L, 1);
+    if (o->pending_trust != NULL &&
+        tp_cabundle_settle(L, o->pending_trust, -1) != 0)
+        o->pending_trust = NULL;
     return anchored(L, "trusted");
 }
 

@@ -604,6 +604,36 @@ static int step_ready(struct tp_tls *t)
 
 static void handshake_result(struct tp_tls *t, int ret);
 
+/* Whether the default CA bundle the options trust is there (it may still
+ * be loading on a worker): 1 the handshake can go on, 0 not yet (the
+ * peer's loop watch waits for the load), -1 it failed (the peer failed).
+ * Waits for it until `deadline` (tp_now(); 0: not at all). */
+static int trust_ready(struct tp_tls *t, double deadline)
+{
+    const mbedtls_x509_crt *crt = tp_options_pending_trust(t->opts);
+    const char *code, *msg;
+    int r;
+    if (crt == NULL)
+        return 1;
+    if (t->L == NULL)
+        return 0;
+    r = tp_cabundle_settle(t->L, crt, deadline);
+    if (t->tcp != NULL)
+        tp_watch_job(tp_tcp_watch_of(t->tcp),
+                     r == 0 ? tp_cabundle_job(t->L, crt) : NULL);
+    if (r == 0)
+        return 0;
+    if (r > 0) {
+        tp_options_trust_settled(t->opts);
+        return 1;
+    }
+    msg = tp_cabundle_error(t->L, &code);
+    set_error(t, code, "TLS handshake with %s failed: %s", host_of(t), msg);
+    t->status = TLS_ERROR;
+    end_verify(t);
+    return -1;
+}
+
 /* One non-blocking step of the handshake. */
 static void handshake_step(struct tp_tls *t)
 {
@@ -619,12 +649,13 @@ static void handshake_step(struct tp_tls *t)
     }
     if (t->L != NULL && t->tcp != NULL) {
         release_anchors(t->L);
-        if (!step_ready(t))
+        if (!step_ready(t) || trust_ready(t, 0) <= 0)
             return;
         t->io_error[0] = '\0';
         if (submit_step(t->L, t))
             return;
-    }
+    } else if (trust_ready(t, 0) <= 0)
+        return;
     t->io_error[0] = '\0';
     ret = mbedtls_ssl_handshake(&t->ssl);
     handshake_result(t, ret);
@@ -1107,6 +1138,8 @@ static int wait_io(struct tp_tls *t, double deadline, double *backoff)
         return tp_job_wait(&t->job->job, deadline);
     if (t->tcp != NULL && tp_tcp_status(t->tcp) == 1)    /* connecting */
         return tp_tcp_wait_connected(t->tcp, deadline);
+    if (t->opts != NULL && tp_options_pending_trust(t->opts) != NULL)
+        return trust_ready(t, deadline) != 0 || tp_now() < deadline;
     if (t->tcp != NULL && tp_tcp_fd(t->tcp) >= 0)
         return tp_wait_fd(tp_tcp_fd(t->tcp),
                           t->last_want == MBEDTLS_ERR_SSL_WANT_WRITE ? POLLOUT

@@ -17,7 +17,7 @@ for _, name in ipairs { "set_certificate_bundle_override",
                         "set_certificate_bundle_override_pem",
                         "get_certificate_bundle_override",
                         "get_system_ca_certificates",
-                        "get_certificate_bundle_source",
+                        "get_certificate_bundle_source", "preload_certificate_bundle",
                         "set_worker_threads", "get_worker_threads" } do
   M[name] = core[name]
 end
