@@ -150,10 +150,17 @@ describe("the event core", function()
     assert.has_error(function() tls.run("soon") end)
   end)
 
-  it("tls.set_poll_budget checks its arguments", function()
+  it("tls.set_poll_budget checks its arguments; get_poll_budget reads it back", function()
+    local seconds, bytes = tls.get_poll_budget()
+    assert.equal(0.0004, seconds)                 -- the defaults: 0.4 ms, one record
+    assert.equal(16384, bytes)
     assert.has_error(function() tls.set_poll_budget(0) end)
     assert.has_error(function() tls.set_poll_budget(0.002, 10) end)
     tls.set_poll_budget(0.002, 64 * 1024)
+    assert.same({ 0.002, 65536 }, { tls.get_poll_budget() })
+    tls.set_poll_budget(0.001)                    -- bytes stay
+    assert.same({ 0.001, 65536 }, { tls.get_poll_budget() })
+    tls.set_poll_budget(seconds, bytes)
   end)
 end)
 

@@ -340,6 +340,18 @@ int tp_pkcs5_pbkdf2_sha(mbedtls_md_type_t md, const unsigned char *pw,
  * stream transport: 0 between records). */
 #define tp_ssl_in_left(ssl) ((ssl)->MBEDTLS_PRIVATE(in_left))
 
+/* The record buffers mbedtls allocates whole for each context (read only
+ * to give an idle connection's pages back), and the lengths they have at
+ * least.  With MBEDTLS_SSL_VARIABLE_BUFFER_LENGTH they are reallocated to
+ * other lengths: then they are left alone. */
+#define tp_ssl_in_buf(ssl)  ((ssl)->MBEDTLS_PRIVATE(in_buf))
+#define tp_ssl_out_buf(ssl) ((ssl)->MBEDTLS_PRIVATE(out_buf))
+#if defined(MBEDTLS_SSL_VARIABLE_BUFFER_LENGTH)
+#define TP_TRIM_BUFFERS 0
+#else
+#define TP_TRIM_BUFFERS 1
+#endif
+
 /* Key exchange groups, in order of preference: X25519 and P-256 first (fast
  * and widely supported), then P-384 and P-521.  mbedtls' own default puts
  * P-521 first, the slowest of all. */

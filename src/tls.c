@@ -7,6 +7,7 @@
  *
  * User values: 1 = the stream, 2 = the TLSOptions.
  */
+#define _DEFAULT_SOURCE 1             /* madvise() */
 #include "aux.h"
 
 #include <arpa/inet.h>
@@ -15,8 +16,10 @@
 #include <stdint.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <mbedtls/net_sockets.h>
 #include <mbedtls/oid.h>
@@ -57,6 +60,9 @@ struct tp_tls {
     unsigned char name_ok;       /* the peer's certificate carries host */
     tp_buf in;                   /* plaintext read but not handed out */
     tp_buf out;                  /* the bytes of the pending record */
+    /* How far mbedtls wrote into its record buffers since their pages were
+     * last given back (NULL: not at all). */
+    unsigned char *in_high, *out_high;
 };
 
 /* ------------------------------------------------------------- helpers */
@@ -152,10 +158,25 @@ static void begin_io(lua_State *L, struct tp_tls *t)
 
 /* ---------------------------------------------------------------- BIOs */
 
+/* Where mbedtls wrote last: its record buffers are dirty up to there. */
+static void wrote_in(struct tp_tls *t, const unsigned char *buf, size_t n)
+{
+    if (t->in_high == NULL || buf + n > t->in_high)
+        t->in_high = (unsigned char *)buf + n;
+}
+
+static void wrote_out(struct tp_tls *t, const unsigned char *buf, size_t n)
+{
+    if (t->out_high == NULL || buf + n > t->out_high)
+        t->out_high = (unsigned char *)buf + n;
+}
+
 static int bio_send_tcp(void *ctx, const unsigned char *buf, size_t len)
 {
     struct tp_tls *t = ctx;
-    long n = tp_tcp_send(t->tcp, buf, len);
+    long n;
+    wrote_out(t, buf, len);
+    n = tp_tcp_send(t->tcp, buf, len);
     if (n > 0)
         return (int)n;
     if (n == 0)
@@ -170,8 +191,10 @@ static int bio_recv_tcp(void *ctx, unsigned char *buf, size_t len)
 {
     struct tp_tls *t = ctx;
     long n = tp_tcp_recv(t->tcp, buf, len);
-    if (n > 0)
+    if (n > 0) {
+        wrote_in(t, buf, (size_t)n);
         return (int)n;
+    }
     if (n == 0)
         return MBEDTLS_ERR_SSL_WANT_READ;
     if (n == -1) {
@@ -285,6 +308,7 @@ static int bio_send_lua(void *ctx, const unsigned char *buf, size_t len)
     io.t = ctx;
     io.wbuf = buf;
     io.len = len;
+    wrote_out(ctx, buf, len);
     return lua_bio(ctx, lua_io_send, &io, MBEDTLS_ERR_NET_SEND_FAILED);
 }
 
@@ -293,10 +317,78 @@ static int bio_recv_lua(void *ctx, unsigned char *buf, size_t len)
     lua_io io;
     memset(&io, 0, sizeof io);
     io.t = ctx;
+    int r;
     io.rbuf = buf;
     io.len = len;
-    return lua_bio(ctx, lua_io_recv, &io, MBEDTLS_ERR_NET_RECV_FAILED);
+    r = lua_bio(ctx, lua_io_recv, &io, MBEDTLS_ERR_NET_RECV_FAILED);
+    if (r > 0)
+        wrote_in(ctx, buf, (size_t)r);
+    return r;
 }
+
+/* ------------------------------------------------------ idle buffers */
+
+/*
+ * mbedtls allocates two record buffers per connection, whole (16 KiB in;
+ * 16 KiB or, with the tuned engine, 4 KiB out): most of what an idle
+ * connection costs.  Between records, with nothing half read, unread or
+ * half sent, what they hold past the record counters at their start is
+ * dead, so the whole pages of the part written since last time are given
+ * back to the system (MADV_DONTNEED: they cost nothing until mbedtls
+ * writes there again, and read as zeros then).  Right after the handshake
+ * the whole buffers count as written (calloc may have touched them).
+ */
+#if TP_TRIM_BUFFERS && defined(MADV_DONTNEED)
+#define KEEP 64                      /* the counters and a record header */
+
+static void give_back(unsigned char *from, unsigned char *to)
+{
+    static uintptr_t page;
+    uintptr_t a, b;
+    if (page == 0) {
+        long n = sysconf(_SC_PAGESIZE);
+        page = n > 0 ? (uintptr_t)n : 4096;
+    }
+    a = ((uintptr_t)from + page - 1) & ~(page - 1);
+    b = (uintptr_t)to & ~(page - 1);
+    if (b > a)
+        (void)madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+static void rest(struct tp_tls *t)
+{
+    mbedtls_ssl_context *ssl = &t->ssl;
+    unsigned char *in = tp_ssl_in_buf(ssl), *out = tp_ssl_out_buf(ssl);
+    if (t->status != TLS_CONNECTED || t->job != NULL || t->in_bio)
+        return;
+    if (t->in_high != NULL && in != NULL && tp_ssl_in_left(ssl) == 0 &&
+        mbedtls_ssl_get_bytes_avail(ssl) == 0 &&
+        !mbedtls_ssl_check_pending(ssl)) {
+        if (t->in_high > in + KEEP)
+            give_back(in + KEEP, t->in_high);
+        t->in_high = NULL;
+    }
+    if (t->out_high != NULL && out != NULL && tp_ssl_out_left(ssl) == 0 &&
+        t->pending == 0) {
+        if (t->out_high > out + KEEP)
+            give_back(out + KEEP, t->out_high);
+        t->out_high = NULL;
+    }
+}
+
+/* The handshake is over: the buffers count as written whole. */
+static void dirty_all(struct tp_tls *t)
+{
+    unsigned char *in = tp_ssl_in_buf(&t->ssl), *out = tp_ssl_out_buf(&t->ssl);
+    if (in != NULL)
+        t->in_high = in + MBEDTLS_SSL_IN_CONTENT_LEN;
+    if (out != NULL)
+        t->out_high = out + MBEDTLS_SSL_OUT_CONTENT_LEN;
+}
+#else
+static void rest(struct tp_tls *t) { (void)t; }
+static void dirty_all(struct tp_tls *t) { (void)t; }
+#endif
 
 /* ---------------------------------------------------------- handshake */
 
@@ -666,6 +758,7 @@ static void handshake_result(struct tp_tls *t, int ret)
 {
     if (ret == 0) {
         t->status = TLS_CONNECTED;
+        dirty_all(t);
         clear_error(t);
         t->save_session = !t->is_server;
         /* No certificate was verified: the offered session was resumed. */
@@ -1494,6 +1587,8 @@ static void finish_call(lua_State *L, struct tp_tls *t)
         t->status = TLS_DISCONNECTED;
     } else if (t->close_deferred)
         disconnect(L, t);
+    else
+        rest(t);
     lua_settop(L, top);
 }
 

@@ -321,10 +321,11 @@ function Server:get_connections()
   return copy
 end
 
-local ACCEPT_PER_STEP = 16
+local ACCEPT_PER_STEP = 4
 
--- Takes in what is waiting, a few at a time (the listener stays ready:
--- the rest comes in the next steps).
+-- Takes in what is waiting, a few at a time (each costs the set-up of a
+-- TLS context): the listener stays ready, and the rest comes in the next
+-- steps, within the poll's budget.
 function Server:_accept()
   local tcp = self.tcp
   for _ = 1, ACCEPT_PER_STEP do

@@ -18,6 +18,7 @@ local MAX_HEADER_BYTES = 64 * 1024     -- status line + headers (+ trailers)
 local MAX_HEADERS = 256
 local MAX_CHUNK_LINE = 4096
 local READ_SIZE = 65536
+local HEAD_READ = 16384          -- bytes one poll reads while waiting for the head
 local USER_AGENT = "tlspeer/scm (Lua)"
 
 local HTTPClient = {
@@ -631,8 +632,11 @@ function HTTPClient:_step()
   elseif st == S.STATUS_REQUESTING then
     local ok, msg, code = self:_flush()
     if not ok then return self:_fail(S.STATUS_CONNECTION_ERROR, msg, code) end
-    while self.status == S.STATUS_REQUESTING do
-      local n, m, c = self:_fill()
+    -- At most one record per poll while looking for the head: a poll
+    -- stays short (the body that follows is read by its own calls).
+    local budget = HEAD_READ
+    while self.status == S.STATUS_REQUESTING and budget > 0 do
+      local n, m, c = self:_fill(budget)
       if n == nil then
         if self:_parse_head() then return end
         if self.status ~= S.STATUS_REQUESTING then return end
@@ -640,6 +644,7 @@ function HTTPClient:_step()
           "the server closed the connection before sending a response", c or "ERR_CONNECTION_ERROR")
       end
       if self:_parse_head() or self.status ~= S.STATUS_REQUESTING or n == 0 then return end
+      budget = budget - n
     end
   elseif st == S.STATUS_CONNECTED then
     -- An idle keep-alive connection: notice when the server closes it.

@@ -52,6 +52,7 @@ M.connect = helpers.connect
 local loop = require "tlspeer.loop"
 M.poll = function(budget) return loop.poll(budget) end
 M.set_poll_budget = loop.set_budget
+M.get_poll_budget = loop.get_budget
 -- tls.run(timeout): steps every helper object, sleeping in the event loop
 -- between events, for `timeout` seconds (nil: for good).
 M.run = function(timeout)

@@ -18,9 +18,23 @@ local core = require "tlspeer.core"
 local now = core._now
 local M = {}
 
--- Budgets: seconds of work per poll() call, and bytes per connection step.
-M.budget_time = 0.002
-M.budget_bytes = 64 * 1024
+-- Budgets: seconds of work per poll() call, and bytes per connection step
+-- (one TLS record).  A poll stops before a step that would, at the pace of
+-- the last steps, end past its deadline: a call stays near its budget
+-- instead of overshooting it by a step.  (`make bench`, frame section: with
+-- these, no call reaches 0.5 ms at the 99th percentile.)
+M.budget_time = 0.0004
+M.budget_bytes = 16 * 1024
+
+-- What one step has cost lately (seconds; a moving average).
+local step_cost = 0
+
+local function step(owner, token, deadline)
+  local t0 = now()
+  local ok, more = pcall(owner._step, owner, token, deadline)
+  step_cost = step_cost + (now() - t0 - step_cost) * 0.25
+  return ok, more
+end
 
 local loop                         -- core._loop(), made on first use
 local function the_loop()
@@ -169,11 +183,11 @@ end
 -- Returns whether work is left.
 function M.work(owner, deadline)
   local first = true
-  while first or now() < deadline do
+  while first or now() + step_cost < deadline do
     first = false
     local token = take(owner)
     if not token then return false end
-    local ok, more = pcall(owner._step, owner, token, deadline)
+    local ok, more = step(owner, token, deadline)
     if not ok then
       owner:_report("poll", more)
     elseif more then
@@ -222,10 +236,10 @@ function M.poll(budget)
         -- one token per owner per round: fair between owners
         M.work(o, 0)
       end
-      if now() >= deadline then break end
+      if now() + step_cost >= deadline then break end
     end
     settle_active()
-    if not any or now() >= deadline then break end
+    if not any or now() + step_cost >= deadline then break end
     round = round + 1
   end
   return nactive == 0
@@ -263,6 +277,11 @@ function M.set_budget(seconds, bytes)
   end
   M.budget_time = seconds
   if bytes then M.budget_bytes = math.floor(bytes) end
+end
+
+-- tls.get_poll_budget() -> seconds, bytes
+function M.get_budget()
+  return M.budget_time, M.budget_bytes
 end
 
 return M
