@@ -672,14 +672,14 @@ static int anchored(lua_State *L, const char *field)
     return 1;
 }
 
-/* The default CA bundle may still be loading on a worker: the getter
- * waits for it (documented as blocking then), so the chain it returns is
- * the whole one. */
+/* While the default CA bundle loads on a worker, the chain returned is
+ * still empty; it fills in place when the load ends (settled in a later
+ * call on this thread). */
 static int options_get_trusted_ca_chain(lua_State *L)
 {
     struct tp_options *o = tp_checkoptions(L, 1);
     if (o->pending_trust != NULL &&
-        tp_cabundle_settle(L, o->pending_trust, -1) != 0)
+        tp_cabundle_settle(L, o->pending_trust, 0) != 0)
         o->pending_trust = NULL;
     return anchored(L, "trusted");
 }

@@ -524,9 +524,11 @@ void tp_tcp_set_no_delay(struct tp_tcp *t)
 }
 
 /* "127.0.0.1:8443", "[::1]:8443" or "" */
+/* Only the address, which changes on the Lua thread alone: a handshake
+ * step on a worker may be changing the status meanwhile. */
 void tp_tcp_peer_text(struct tp_tcp *t, char *buf, size_t len)
 {
-    if (t->host[0] == '\0' || t->status == TCP_NONE)
+    if (t->host[0] == '\0')
         buf[0] = '\0';
     else
         snprintf(buf, len, strchr(t->host, ':') ? "[%s]:%d" : "%s:%d",

@@ -1762,8 +1762,10 @@ int tp_tls_pollfd(lua_State *L, int idx, int *ready)
     struct tp_tls *t = tp_testobj(L, idx, TP_TLS);
     if (t == NULL || t->hdr.closed || t->tcp == NULL)
         return -1;
-    if (tp_tcp_resolving(t->tcp) || t->job != NULL)
-        return TP_POLLFD_WORKER;
+    if (tp_tcp_resolving(t->tcp) || t->job != NULL ||
+        (t->status == TLS_HANDSHAKING && t->opts != NULL &&
+         tp_options_pending_trust(t->opts) != NULL))
+        return TP_POLLFD_WORKER;      /* a step, or the CA bundle's load */
     if (t->in.len > 0 || (connected_ssl(t) &&
                           (mbedtls_ssl_check_pending(&t->ssl) ||
                            mbedtls_ssl_get_bytes_avail(&t->ssl) > 0)))
