@@ -273,6 +273,9 @@ TP_HIDDEN void tp_open_event(lua_State *L);      /* core._loop */
 TP_HIDDEN mbedtls_pk_context *tp_newkey(lua_State *L); /* empty CryptoKey */
 TP_HIDDEN mbedtls_pk_context *tp_checkkey(lua_State *L, int idx);
 TP_HIDDEN int tp_key_is_public_only(lua_State *L, int idx);
+/* 1 when both keys have the same public key (a certificate's and its
+ * private key's), else 0. */
+TP_HIDDEN int tp_pk_same_public(mbedtls_pk_context *a, mbedtls_pk_context *b);
 TP_HIDDEN void tp_key_mark_public(lua_State *L, int idx);
 TP_HIDDEN mbedtls_x509_crt *tp_newcert(lua_State *L);
 TP_HIDDEN mbedtls_x509_crt *tp_checkcert(lua_State *L, int idx);
@@ -306,6 +309,10 @@ TP_HIDDEN int tp_tcp_readable(struct tp_tcp *t);
 /* Waits for a connect in progress; 0 once the deadline has passed. */
 TP_HIDDEN int tp_tcp_wait_connected(struct tp_tcp *t, double deadline);
 TP_HIDDEN int tp_tls_pollfd(lua_State *L, int idx, int *ready);
+/* Gives back the record buffer pages of the peers quiet for a while (at
+ * most every quarter second); returns when it wants to look again
+ * (tp_now()), or -1 when no peer waits for it. */
+TP_HIDDEN double tp_tls_sweep(lua_State *L);
 
 /* TLSOptions, as StreamPeerTLS uses them. */
 struct tp_options;

@@ -363,9 +363,17 @@ static int loop_wait(lua_State *L)
 {
     tp_loop *lp = checkloop(L);
     double timeout = luaL_optnumber(L, 2, -1);
+    double sweep = tp_tls_sweep(L);
     int ms, i, n;
     if (lp->jobs != NULL)
         reap_jobs(lp);
+    if (sweep >= 0) {                 /* wake up for the next sweep */
+        double until = sweep - tp_now();
+        if (until < 0)
+            until = 0;
+        if (timeout < 0 || until < timeout)
+            timeout = until + 0.001;
+    }
     if (lp->nready > 0 || timeout == 0)
         ms = 0;
     else if (timeout < 0)

@@ -59,6 +59,21 @@ int tp_key_is_public_only(lua_State *L, int idx)
     return k->public_only;
 }
 
+/* Whether two keys have the same public part: their public keys written
+ * as DER, compared.  For a certificate and the private key meant to go
+ * with it, this catches the usual mistake (the wrong pair) in a few
+ * microseconds, where mbedtls_pk_check_pair also recomputes the public
+ * point of an EC key (a millisecond on P-384: too long for a frame). */
+int tp_pk_same_public(mbedtls_pk_context *a, mbedtls_pk_context *b)
+{
+    unsigned char da[2600], db[2600];
+    int na = mbedtls_pk_write_pubkey_der(a, da, sizeof da);
+    int nb = mbedtls_pk_write_pubkey_der(b, db, sizeof db);
+    int same = na > 0 && na == nb &&
+               memcmp(da + sizeof da - na, db + sizeof db - nb, (size_t)na) == 0;
+    return same;
+}
+
 void tp_key_mark_public(lua_State *L, int idx)
 {
     tp_key *k = tp_checkobj(L, idx, TP_CRYPTOKEY);

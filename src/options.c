@@ -448,7 +448,7 @@ static int client_identity(lua_State *L, int optidx, int anchor,
         tp_key_is_public_only(L, -1))
         return tp_fail(L, "ERR_INVALID_PARAMETER", "the client certificate "
                        "needs a loaded certificate and its private key");
-    if (tp_pk_check_pair(&crt->pk, pk, tp_rng(L)) != 0)
+    if (!tp_pk_same_public(&crt->pk, pk))
         return tp_fail(L, "ERR_INVALID_PARAMETER", "the client key does not "
                        "match the client certificate");
     tp_pin(L, -1);
@@ -582,7 +582,7 @@ static int options_server(lua_State *L)
     if (crt->raw.p == NULL)
         return tp_fail(L, "ERR_INVALID_PARAMETER", "the server certificate "
                        "is empty");
-    if (tp_pk_check_pair(&crt->pk, pk, tp_rng(L)) != 0)
+    if (!tp_pk_same_public(&crt->pk, pk))
         return tp_fail(L, "ERR_INVALID_PARAMETER", "the key does not match "
                        "the server certificate (the first one of the chain)");
     if ((r = base_config(L, o)) != 0)

@@ -61,8 +61,11 @@ struct tp_tls {
     tp_buf in;                   /* plaintext read but not handed out */
     tp_buf out;                  /* the bytes of the pending record */
     /* How far mbedtls wrote into its record buffers since their pages were
-     * last given back (NULL: not at all). */
+     * last given back (NULL: not at all), and when (see "idle buffers"). */
     unsigned char *in_high, *out_high;
+    unsigned char wrote;         /* since the last call ended */
+    double dirty_at;
+    struct tp_tls *idle_next, **idle_prev;
 };
 
 /* ------------------------------------------------------------- helpers */
@@ -163,12 +166,14 @@ static void wrote_in(struct tp_tls *t, const unsigned char *buf, size_t n)
 {
     if (t->in_high == NULL || buf + n > t->in_high)
         t->in_high = (unsigned char *)buf + n;
+    t->wrote = 1;
 }
 
 static void wrote_out(struct tp_tls *t, const unsigned char *buf, size_t n)
 {
     if (t->out_high == NULL || buf + n > t->out_high)
         t->out_high = (unsigned char *)buf + n;
+    t->wrote = 1;
 }
 
 static int bio_send_tcp(void *ctx, const unsigned char *buf, size_t len)
@@ -333,11 +338,68 @@ static int bio_recv_lua(void *ctx, unsigned char *buf, size_t len)
  * 16 KiB or, with the tuned engine, 4 KiB out): most of what an idle
  * connection costs.  Between records, with nothing half read, unread or
  * half sent, what they hold past the record counters at their start is
- * dead, so the whole pages of the part written since last time are given
- * back to the system (MADV_DONTNEED: they cost nothing until mbedtls
- * writes there again, and read as zeros then).  Right after the handshake
- * the whole buffers count as written (calloc may have touched them).
+ * dead, so the whole pages of the part written since last time can go back
+ * to the system (MADV_DONTNEED: they cost nothing until mbedtls writes
+ * there again, and read as zeros then).
+ *
+ * A busy connection would pay for that on every record (the pages fault
+ * back in), so it is done only for connections quiet for QUIET seconds:
+ * a call that wrote into the buffers puts its peer on the Lua state's
+ * list of dirty peers, and a sweep (at most every QUIET seconds, from any
+ * call into a StreamPeerTLS or the event core's wait, which also wakes up
+ * for it) gives back the pages of those quiet since.  Right after the
+ * handshake the whole buffers count as written (calloc may have touched
+ * them).
  */
+#define QUIET 0.25
+
+typedef struct idle_list {
+    struct tp_tls *head;
+    double next;                     /* the next sweep */
+} idle_list;
+
+/* Registry: &idle_key -> the state's idle_list (a userdata). */
+static const char idle_key = 'd';
+
+static void unlink_idle(struct tp_tls *t)
+{
+    if (t->idle_prev == NULL)
+        return;
+    *t->idle_prev = t->idle_next;
+    if (t->idle_next != NULL)
+        t->idle_next->idle_prev = t->idle_prev;
+    t->idle_next = NULL;
+    t->idle_prev = NULL;
+}
+
+/* At the state's close: the peers still listed forget the list. */
+static int idle_gc(lua_State *L)
+{
+    idle_list *d = lua_touserdata(L, 1);
+    while (d->head != NULL)
+        unlink_idle(d->head);
+    return 0;
+}
+
+static idle_list *idle_of(lua_State *L, int create)
+{
+    idle_list *d;
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &idle_key) == LUA_TUSERDATA || !create) {
+        d = lua_touserdata(L, -1);
+        lua_pop(L, 1);
+        return d;
+    }
+    lua_pop(L, 1);
+    d = lua_newuserdatauv(L, sizeof *d, 0);
+    memset(d, 0, sizeof *d);
+    lua_newtable(L);
+    lua_pushcfunction(L, idle_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &idle_key);
+    return d;
+}
+
 #if TP_TRIM_BUFFERS && defined(MADV_DONTNEED)
 #define KEEP 64                      /* the counters and a record header */
 
@@ -355,12 +417,13 @@ static void give_back(unsigned char *from, unsigned char *to)
         (void)madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
-static void rest(struct tp_tls *t)
+/* Gives back what can go of a quiet peer's buffers; 1 when all has. */
+static int rest(struct tp_tls *t)
 {
     mbedtls_ssl_context *ssl = &t->ssl;
     unsigned char *in = tp_ssl_in_buf(ssl), *out = tp_ssl_out_buf(ssl);
-    if (t->status != TLS_CONNECTED || t->job != NULL || t->in_bio)
-        return;
+    if (t->job != NULL || t->in_bio)
+        return 0;
     if (t->in_high != NULL && in != NULL && tp_ssl_in_left(ssl) == 0 &&
         mbedtls_ssl_get_bytes_avail(ssl) == 0 &&
         !mbedtls_ssl_check_pending(ssl)) {
@@ -374,6 +437,7 @@ static void rest(struct tp_tls *t)
             give_back(out + KEEP, t->out_high);
         t->out_high = NULL;
     }
+    return t->in_high == NULL && t->out_high == NULL;
 }
 
 /* The handshake is over: the buffers count as written whole. */
@@ -384,11 +448,52 @@ static void dirty_all(struct tp_tls *t)
         t->in_high = in + MBEDTLS_SSL_IN_CONTENT_LEN;
     if (out != NULL)
         t->out_high = out + MBEDTLS_SSL_OUT_CONTENT_LEN;
+    t->wrote = 1;
 }
 #else
-static void rest(struct tp_tls *t) { (void)t; }
+static int rest(struct tp_tls *t) { (void)t; return 1; }
 static void dirty_all(struct tp_tls *t) { (void)t; }
 #endif
+
+/* After a call: a peer whose buffers were written goes on the list. */
+static void note_dirty(lua_State *L, struct tp_tls *t)
+{
+    idle_list *d;
+    if (!t->wrote || t->status != TLS_CONNECTED)
+        return;
+    t->wrote = 0;
+    t->dirty_at = tp_now();
+    if (t->idle_prev != NULL || (d = idle_of(L, 1)) == NULL)
+        return;
+    t->idle_next = d->head;
+    if (d->head != NULL)
+        d->head->idle_prev = &t->idle_next;
+    d->head = t;
+    t->idle_prev = &d->head;
+    if (d->next == 0)
+        d->next = t->dirty_at + QUIET;
+}
+
+double tp_tls_sweep(lua_State *L)
+{
+    idle_list *d = idle_of(L, 0);
+    struct tp_tls *t, *next;
+    double now;
+    if (d == NULL || d->head == NULL)
+        return -1;
+    now = tp_now();
+    if (now < d->next)
+        return d->next;
+    d->next = now + QUIET;
+    for (t = d->head; t != NULL; t = next) {
+        next = t->idle_next;
+        if (t->status != TLS_CONNECTED || t->hdr.closed)
+            unlink_idle(t);
+        else if (now - t->dirty_at >= QUIET && rest(t))
+            unlink_idle(t);
+    }
+    return d->head != NULL ? d->next : -1;
+}
 
 /* ---------------------------------------------------------- handshake */
 
@@ -1507,6 +1612,7 @@ static int tls_put_data_io(lua_State *L)
 static void free_ssl(lua_State *L, struct tp_tls *t)
 {
     settle_step(L, t);
+    unlink_idle(t);
     if (t->ssl_ready) {
         mbedtls_ssl_free(&t->ssl);
         tp_options_release(t->opts);
@@ -1588,7 +1694,8 @@ static void finish_call(lua_State *L, struct tp_tls *t)
     } else if (t->close_deferred)
         disconnect(L, t);
     else
-        rest(t);
+        note_dirty(L, t);
+    (void)tp_tls_sweep(L);
     lua_settop(L, top);
 }
 
