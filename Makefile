@@ -5,7 +5,7 @@
 #   make demo            the TLS server and client demo
 #   make certs           dev CA, server and client certificates in certs/
 #   make install         PREFIX=/usr/local DESTDIR=
-#   make MBEDTLS_PREFIX=$(scripts/mbedtls3.sh)   build against mbedtls 3.6
+#   make MBEDTLS=tlspeer|debian|system           which mbedtls (tlspeer default)
 #   make LUA=5.1|5.2|5.3|5.4|luajit              for another Lua (5.4 default)
 
 # The Lua runtime: LUA names it, LUA_BIN is its interpreter, LUA_VERSION
@@ -23,6 +23,36 @@ LUA_VERSION  ?= $(LUA)
 LUA_INCDIR   ?= /usr/include/lua$(LUA)
 LUA_BUILD     = $(if $(filter 5.4,$(LUA)),build,build-lua$(LUA))
 endif
+
+# The mbedtls tlspeer is built against, named by MBEDTLS:
+#   tlspeer  (default) mbedtls 3.6 LTS with tlspeer's configuration and
+#            flags (scripts/mbedtls-tlspeer.cfg), built once from Debian
+#            trixie's source package by scripts/mbedtls3.sh into
+#            $(TLSPEER_CACHE)/mbedtls-3.6-tlspeer, linked statically
+#   debian   the same 3.6 as Debian configures it ($(TLSPEER_CACHE)/mbedtls-3.6)
+#   system   the system's shared libmbedtls (libmbedtls-dev: 2.28 on bookworm)
+# MBEDTLS_PREFIX=dir links another static build (an mbedtls install's
+# include/ and lib/) instead.  Each mbedtls but tlspeer's builds into a
+# directory of its own (BUILD below: build-system, build-luajit-debian...).
+MBEDTLS       ?= tlspeer
+TLSPEER_CACHE ?= $(HOME)/.cache/tlspeer
+ifeq ($(MBEDTLS),system)
+MBEDTLS_PREFIX ?=
+else ifeq ($(MBEDTLS),debian)
+MBEDTLS_PREFIX ?= $(TLSPEER_CACHE)/mbedtls-3.6
+else ifeq ($(MBEDTLS),tlspeer)
+MBEDTLS_PREFIX ?= $(TLSPEER_CACHE)/mbedtls-3.6-tlspeer
+else
+$(error MBEDTLS=$(MBEDTLS): tlspeer, debian or system (or MBEDTLS_PREFIX=dir))
+endif
+# When the prefix is ours, scripts/mbedtls3.sh makes it (the first time,
+# a minute or two) and remakes it when its configuration changed; its
+# stamp is a prerequisite of every object, so tlspeer is rebuilt then.
+ifeq ($(origin MBEDTLS_PREFIX),file)
+ifneq ($(MBEDTLS_PREFIX),)
+MBEDTLS_STAMP = $(MBEDTLS_PREFIX)/.tlspeer-installed
+endif
+endif
 PREFIX       ?= /usr/local
 DESTDIR      ?=
 LUA_LIBDIR   ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
@@ -33,7 +63,6 @@ CC       ?= cc
 WARN     ?= -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS   ?= -O2 -g
 WERROR   ?=
-MBEDTLS_PREFIX ?=
 
 ALL_CFLAGS  = $(CFLAGS) $(WARN) $(WERROR) -std=c99 -D_POSIX_C_SOURCE=200809L \
               -pthread -fPIC -fvisibility=hidden -I$(LUA_INCDIR) \
@@ -49,7 +78,7 @@ endif
 
 # BUILD holds objects and, under BUILD/tlspeer/, a copy of the module; the
 # default build also puts the module at ./tlspeer/core.so for the specs.
-BUILD  ?= $(LUA_BUILD)
+BUILD  ?= $(LUA_BUILD)$(if $(filter-out tlspeer,$(MBEDTLS)),-$(MBEDTLS))
 SRCS    = $(filter-out src/embed.c,$(wildcard src/*.c))
 OBJS    = $(SRCS:src/%.c=$(BUILD)/%.o)
 TARGET  = $(BUILD)/tlspeer/core.so
@@ -71,8 +100,13 @@ $(BUILD)/.flags: FORCE
 	@echo '$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) $(LIBS) $(OBJS)' | cmp -s - $@ || \
 	  echo '$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) $(LIBS) $(OBJS)' > $@
 
-$(BUILD)/%.o: src/%.c src/aux.h src/compat.h $(BUILD)/.flags
+$(BUILD)/%.o: src/%.c src/aux.h src/compat.h $(BUILD)/.flags $(MBEDTLS_STAMP)
 	$(CC) $(ALL_CFLAGS) $(EMBED_CFLAGS) -c -o $@ $<
+
+ifneq ($(MBEDTLS_STAMP),)
+$(MBEDTLS_STAMP): scripts/mbedtls3.sh $(if $(filter tlspeer,$(MBEDTLS)),scripts/mbedtls-tlspeer.cfg)
+	TLSPEER_CACHE='$(TLSPEER_CACHE)' scripts/mbedtls3.sh $(MBEDTLS) >/dev/null
+endif
 
 $(TARGET): $(OBJS) $(BUILD)/.flags
 	@mkdir -p $(BUILD)/tlspeer
@@ -239,7 +273,7 @@ $(FUZZ_BUILD)/key $(FUZZ_BUILD)/cert $(FUZZ_BUILD)/tls_server $(FUZZ_BUILD)/tls_
 	  -o $@ fuzz/harness.c $(FUZZ_OBJS) -lmbedtls -lmbedx509 -lmbedcrypto $(FUZZ_LUALIB) -lm
 
 # -------------------------------------------------------------------- soak
-# make soak [BUILD=build-3.6 MBEDTLS_PREFIX=...]: the load spec at its full
+# make soak [MBEDTLS=system|debian]: the load spec at its full
 # counts (1,000 concurrent clients echoing 64 KiB each, 10,000 sequential
 # handshakes with descriptors and RSS watched, 200 slow-loris connections);
 # several minutes.  The figures go to stderr and SOAK_REPORT.
@@ -251,7 +285,7 @@ soak: all dev-certs spec-helpers
 	  $(BUSTED) --cpath='$(BUILD)/?.so' spec/19-load_spec.lua
 
 # -------------------------------------------------------------- sanitizers
-# make asan [ASAN_CC=gcc|clang] [MBEDTLS_PREFIX=...]: builds tlspeer with
+# make asan [ASAN_CC=gcc|clang] [MBEDTLS=system|debian]: builds tlspeer with
 # AddressSanitizer + UndefinedBehaviorSanitizer (UB is fatal) into
 # ASAN_BUILD and runs the whole spec suite with it; scripts/asan.sh says
 # how (runtime preloaded into lua5.4, peers left alone, leak checking by
@@ -260,7 +294,7 @@ soak: all dev-certs spec-helpers
 # C file; FULL=1: the whole suite) under memcheck against $(BUILD), zero
 # errors and zero definite leaks.
 ASAN_CC     ?= gcc
-ASAN_BUILD  ?= build-asan$(if $(filter-out 5.4,$(LUA)),-$(LUA))$(if $(MBEDTLS_PREFIX),-3.6)
+ASAN_BUILD  ?= build-asan$(if $(filter-out 5.4,$(LUA)),-$(LUA))$(if $(filter-out tlspeer,$(MBEDTLS)),-$(MBEDTLS))
 ASAN_SAN    ?= -fsanitize=address,undefined -fno-sanitize-recover=undefined \
                -fno-omit-frame-pointer
 ASAN_LINK    = $(ASAN_SAN)$(if $(findstring clang,$(ASAN_CC)), -shared-libasan)
@@ -285,16 +319,18 @@ valgrind: deps all dev-certs spec-helpers
 	  DEBIAN_FRONTEND=noninteractive $$s apt-get install -y -qq valgrind >/dev/null; }
 	FULL='$(FULL)' BUSTED_ARGS='$(BUSTED_ARGS)' scripts/valgrind.sh '$(BUILD)'
 
-# make bench [QUICK=1] [MBEDTLS_PREFIX=...]: tlspeer, a C baseline on mbedtls
-# and LuaSec (OpenSSL) side by side over loopback; writes BENCHMARKS.md and
-# bench/chart-*.png (bench/run.sh, bench/run.lua).  A full run adds an mbedtls
-# 3.6 section (scripts/mbedtls3.sh, or MBEDTLS_PREFIX); QUICK=1 is 2.28 only,
-# under a minute.  make bench-deps installs LuaSec, LuaSocket and gnuplot.
+# make bench [QUICK=1]: tlspeer, a C baseline on mbedtls and LuaSec (OpenSSL)
+# side by side over loopback, on three mbedtls builds in one run (tlspeer's
+# 3.6, Debian's 3.6, the system's 2.28), wall-clock and callgrind
+# instruction counts; writes BENCHMARKS.md and bench/chart-*.png
+# (bench/run.sh, bench/run.lua).  Each section builds its own tlspeer in
+# bench/out/ and is checked to be the build it claims; MBEDTLS and
+# MBEDTLS_PREFIX do not apply.  QUICK=1 runs in about a minute.  make
+# bench-deps installs LuaSec, LuaSocket and gnuplot.
 .PHONY: bench
 .PHONY: bench-deps
 bench:
-	QUICK='$(QUICK)' MBEDTLS_PREFIX='$(MBEDTLS_PREFIX)' LUA='$(LUA_BIN)' CC='$(CC)' \
-	  MAKE='$(MAKE)' sh bench/run.sh
+	QUICK='$(QUICK)' LUA='$(LUA_BIN)' CC='$(CC)' MAKE='$(MAKE)' sh bench/run.sh
 
 bench-deps:
 	@$(LUA_BIN) -e 'require "ssl"; require "socket"' 2>/dev/null && command -v gnuplot >/dev/null || \

@@ -8,6 +8,7 @@
  *   baseline server TEST CERT SUITE N SIZE      prints "PORT p", then results
  *   baseline client PORT TEST CERT SUITE N SIZE prints results
  *   baseline crypto rsa|ec|sha256 N SIZE
+ *   baseline version                            which mbedtls this is
  *
  * Results are lines "RESULT key value".  Certificates come from the
  * directory in $BENCH_CERTS (ca.crt, ec.crt/key, rsa.crt/key).
@@ -127,6 +128,47 @@ static int suite_id(const char *iana)
     return mbedtls_ssl_get_ciphersuite_id(name);
 }
 
+static void set_groups(mbedtls_ssl_config *c, const char *list)
+{
+#if MBED3
+    static uint16_t groups[8];
+#else
+    static mbedtls_ecp_group_id groups[8];
+#endif
+    static const struct { const char *name; int iana, ecp; } known[] = {
+        { "x25519", 0x1d, MBEDTLS_ECP_DP_CURVE25519 },
+        { "secp256r1", 0x17, MBEDTLS_ECP_DP_SECP256R1 },
+        { "secp384r1", 0x18, MBEDTLS_ECP_DP_SECP384R1 },
+        { "secp521r1", 0x19, MBEDTLS_ECP_DP_SECP521R1 },
+    };
+    char tmp[128], *tok, *save = NULL;
+    int n = 0;
+    size_t k;
+    snprintf(tmp, sizeof tmp, "%s", list);
+    for (tok = strtok_r(tmp, ",", &save); tok != NULL && n < 7;
+         tok = strtok_r(NULL, ",", &save)) {
+        for (k = 0; k < sizeof known / sizeof known[0]; k++)
+            if (strcmp(tok, known[k].name) == 0)
+                break;
+        if (k == sizeof known / sizeof known[0]) {
+            fprintf(stderr, "baseline: unknown group %s\n", tok);
+            exit(2);
+        }
+#if MBED3
+        groups[n++] = (uint16_t)known[k].iana;
+#else
+        groups[n++] = (mbedtls_ecp_group_id)known[k].ecp;
+#endif
+    }
+#if MBED3
+    groups[n] = MBEDTLS_SSL_IANA_TLS_GROUP_NONE;
+    mbedtls_ssl_conf_groups(c, groups);
+#else
+    groups[n] = MBEDTLS_ECP_DP_NONE;
+    mbedtls_ssl_conf_curves(c, groups);
+#endif
+}
+
 static void setup_conf(int server, const char *cert, const char *suite)
 {
     int err;
@@ -146,25 +188,11 @@ static void setup_conf(int server, const char *cert, const char *suite)
         exit(1);
     }
     mbedtls_ssl_conf_ciphersuites(&conf, suites);
-    /* The key exchange groups tlspeer prefers (src/compat.h). */
-#if MBED3
-    {
-        static const uint16_t groups[] = {
-            MBEDTLS_SSL_IANA_TLS_GROUP_X25519, MBEDTLS_SSL_IANA_TLS_GROUP_SECP256R1,
-            MBEDTLS_SSL_IANA_TLS_GROUP_SECP384R1, MBEDTLS_SSL_IANA_TLS_GROUP_SECP521R1,
-            MBEDTLS_SSL_IANA_TLS_GROUP_NONE
-        };
-        mbedtls_ssl_conf_groups(&conf, groups);
-    }
-#else
-    {
-        static const mbedtls_ecp_group_id groups[] = {
-            MBEDTLS_ECP_DP_CURVE25519, MBEDTLS_ECP_DP_SECP256R1,
-            MBEDTLS_ECP_DP_SECP384R1, MBEDTLS_ECP_DP_SECP521R1, MBEDTLS_ECP_DP_NONE
-        };
-        mbedtls_ssl_conf_curves(&conf, groups);
-    }
-#endif
+    /* The key exchange groups tlspeer offers, in its order: $BENCH_GROUPS
+     * (bench/run.lua reads them off a tlspeer ClientHello), else
+     * src/compat.h's X25519, P-256, P-384, P-521. */
+    set_groups(&conf, getenv("BENCH_GROUPS") ? getenv("BENCH_GROUPS")
+                                             : "x25519,secp256r1,secp384r1,secp521r1");
 #if MBED3
     {
         const mbedtls_ssl_ciphersuite_t *cs =
@@ -542,6 +570,50 @@ static void run_crypto(const char *what, long n, long size)
     }
 }
 
+/* What bench/run.sh checks before it measures a section: mbedtls' version,
+ * the tlspeer-mbedtls-build marker scripts/mbedtls3.sh puts into the mbedtls
+ * it builds (found in this program's own file; none in Debian's libraries)
+ * and the shared mbedtls library mapped, if any:
+ *   mbedtls_version V / marker M|none / library PATH|static */
+static void print_identity(void)
+{
+    static char buf[1 << 16];
+    char v[32], tag[32], line[512], marker[512] = "none", library[512] = "static";
+    size_t n, keep = 0, taglen;
+    FILE *f;
+
+    mbedtls_version_get_string(v);
+    /* Made at run time, so that this file's own copy is not what is found. */
+    snprintf(tag, sizeof tag, "%s-%s: ", "tlspeer-mbedtls", "build");
+    taglen = strlen(tag);
+    if ((f = fopen("/proc/self/exe", "rb")) != NULL) {
+        while ((n = fread(buf + keep, 1, sizeof buf - 1 - keep, f)) > 0) {
+            size_t len = keep + n;
+            char *p;
+            buf[len] = 0;
+            p = memmem(buf, len, tag, taglen);
+            if (p != NULL && memchr(p, 0, len - (size_t)(p - buf)) != NULL) {
+                snprintf(marker, sizeof marker, "%s", p + taglen);
+                break;
+            }
+            keep = len > 1024 ? 1024 : len;    /* a marker across two reads */
+            memmove(buf, buf + len - keep, keep);
+        }
+        fclose(f);
+    }
+    if ((f = fopen("/proc/self/maps", "r")) != NULL) {
+        while (fgets(line, sizeof line, f) != NULL) {
+            char *path = strchr(line, '/');
+            if (path != NULL && strstr(path, "/libmbedtls.so") != NULL) {
+                path[strcspn(path, "\n")] = 0;
+                snprintf(library, sizeof library, "%s", path);
+            }
+        }
+        fclose(f);
+    }
+    printf("mbedtls_version %s\nmarker %s\nlibrary %s\n", v, marker, library);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2)
@@ -556,9 +628,7 @@ int main(int argc, char **argv)
     } else if (strcmp(argv[1], "crypto") == 0 && argc == 5) {
         run_crypto(argv[2], atol(argv[3]), atol(argv[4]));
     } else if (strcmp(argv[1], "version") == 0) {
-        char v[32];
-        mbedtls_version_get_string(v);
-        printf("%s\n", v);
+        print_identity();
     } else
         goto usage;
     fflush(stdout);

@@ -1,12 +1,11 @@
 #!/bin/sh
-# bench/sections.sh: the frame and scale sections of the benchmark (issue 12,
-# "Measured"), on Debian's mbedtls 2.28 and, when available, mbedtls 3.6.
-# Writes bench/out/sections.md (the Markdown tables) and
-# bench/out/{frame,scale}-{2.28,3.6}.json.
+# bench/sections.sh: the frame and scale sections of the benchmark (`make
+# bench` runs it first), on the default engine (tlspeer's mbedtls 3.6) and
+# on Debian's mbedtls 2.28.  Writes bench/out/sections.md (the Markdown
+# tables) and bench/out/{frame,scale}-{tlspeer,system}.json.
 #
-#   QUICK=1            --quick sizes and counts, 2.28 only (about 2 minutes)
-#   MBEDTLS_PREFIX=p   the mbedtls 3.6 prefix (else scripts/mbedtls3.sh in a full run)
-#   BENCH_NO36=1       skip mbedtls 3.6
+#   QUICK=1            --quick sizes and counts, the default engine only
+#   BENCH_NO228=1      the default engine only
 #   SECTIONS="frame scale"   which sections
 #
 # Needs python3 and openssl (the peers), lua-cqueues and lua-luaossl (the
@@ -31,16 +30,14 @@ if [ -n "$need" ]; then
   else sudo apt-get install -y $need >&2; fi
 fi
 
-$MAKE --no-print-directory BUILD=build MBEDTLS_PREFIX= all >&2
-builds="2.28=build=mbedtls 2.28 (Debian)"
-P=${MBEDTLS_PREFIX:-}
-if [ -z "$P" ] && [ -z "${QUICK:-}" ] && [ -z "${BENCH_NO36:-}" ]; then
-  P=$(scripts/mbedtls3.sh 2>>"$OUT/errors.log" | tail -1) || P=""
-fi
-if [ -n "$P" ] && [ -z "${BENCH_NO36:-}" ]; then
-  $MAKE --no-print-directory BUILD=build-3.6 MBEDTLS_PREFIX="$P" build-3.6/tlspeer/core.so >&2
+# Builds of their own, every make variable given here.
+unset MBEDTLS_PREFIX MBEDTLS BUILD CFLAGS LDFLAGS WERROR MAKEFLAGS MFLAGS MAKELEVEL 2>/dev/null || true
+$MAKE --no-print-directory LUA=5.4 MBEDTLS=tlspeer BUILD=$OUT/sections-tlspeer all >&2
+builds="tlspeer=$OUT/sections-tlspeer=tlspeer's mbedtls 3.6 (the default engine)"
+if [ -z "${QUICK:-}" ] && [ -z "${BENCH_NO228:-}" ]; then
+  $MAKE --no-print-directory LUA=5.4 MBEDTLS=system BUILD=$OUT/sections-system all >&2
   builds="$builds
-3.6=build-3.6=mbedtls 3.6"
+system=$OUT/sections-system=mbedtls 2.28 (Debian)"
 fi
 
 q=""

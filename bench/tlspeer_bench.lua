@@ -225,8 +225,64 @@ elseif mode == "client" then
   client(tonumber(arg[2]), arg[3], arg[4], arg[5], tonumber(arg[6]), tonumber(arg[7]))
 elseif mode == "crypto" then
   crypto(arg[2], tonumber(arg[3]), tonumber(arg[4]))
+elseif mode == "groups" then
+  -- The key exchange groups tlspeer offers, in its order: read from the
+  -- supported_groups extension of the ClientHello a client writes into a
+  -- Lua stream (the C baseline and the engine are then given the same).
+  local hello = {}
+  local stream = {
+    get_partial_data = function() return "" end,
+    put_partial_data = function(_, s) hello[#hello + 1] = s; return #s end,
+  }
+  local opts = check(tls.TLSOptions.client(load_cert("ca.crt")))
+  local p = tls.StreamPeerTLS.new()
+  check(p:connect_to_stream(stream, "localhost", opts))
+  for _ = 1, 3 do p:poll() end
+  local msg = table.concat(hello)
+  -- record (5) | handshake header (4) | version (2) | random (32) | ...
+  local pos = 5 + 4 + 2 + 32 + 1
+  pos = pos + msg:byte(pos) + 1                                -- session id
+  pos = pos + (">I2"):unpack(msg, pos) + 2                     -- cipher suites
+  pos = pos + msg:byte(pos) + 1                                -- compression
+  local ext_end = pos + 2 + (">I2"):unpack(msg, pos)
+  pos = pos + 2
+  local names = { [0x1d] = "x25519", [0x17] = "secp256r1", [0x18] = "secp384r1",
+                  [0x19] = "secp521r1", [0x1e] = "x448" }
+  local groups = {}
+  while pos + 4 <= ext_end do
+    local typ, len = (">I2I2"):unpack(msg, pos)
+    if typ == 10 then
+      for i = pos + 6, pos + 4 + len - 1, 2 do
+        local g = (">I2"):unpack(msg, i)
+        groups[#groups + 1] = names[g] or ("0x%04x"):format(g)
+      end
+    end
+    pos = pos + 4 + len
+  end
+  assert(#groups > 0, "no supported_groups in the ClientHello")
+  print("groups " .. table.concat(groups, ","))
 elseif mode == "version" then
-  print(tls.mbedtls_version)
+  -- What bench/run.sh checks before it measures a section: the version
+  -- tlspeer reports, the core.so this process loaded (from its memory
+  -- map), the tlspeer-mbedtls-build marker that scripts/mbedtls3.sh puts
+  -- into the mbedtls it builds (none in Debian's shared library) and the
+  -- shared mbedtls library mapped, if any.
+  local module, library = "none", "static"
+  for line in io.lines("/proc/self/maps") do
+    local path = line:match("%s(/%S+)$")
+    if path and path:match("/tlspeer/core%.so$") then module = path end
+    if path and path:match("/libmbedtls%.so[%.%d]*$") then library = path end
+  end
+  local marker = "none"
+  local f = module ~= "none" and io.open(module, "rb")
+  if f then
+    marker = f:read("a"):match("tlspeer%-mbedtls%-build: ([^%z]+)") or "none"
+    f:close()
+  end
+  print("mbedtls_version " .. tls.mbedtls_version)
+  print("marker " .. marker)
+  print("library " .. library)
+  print("module " .. module)
 else
   io.stderr:write("usage: tlspeer_bench.lua server|client|crypto ...\n")
   os.exit(2)

@@ -318,6 +318,28 @@ describe("names looked up on a worker (a stub DNS server in a network namespace)
     assert.matches("dropped\ttrue", out)
   end)
 
+  it("set_worker_threads() and the process's exit never wait for a stalled lookup", function()
+    local t0 = H.now()
+    local ok, out = in_ns([[
+      local tcp = tls.StreamPeerTCP.new()
+      assert(tcp:connect_to_host("never.test", 443))
+      local t = now()
+      tls.set_worker_threads(1)
+      print("set", now() - t < 0.5)
+      tls.set_worker_threads(0)
+      tls.set_worker_threads(2)
+      local other = tls.StreamPeerTCP.new()
+      assert(other:connect_to_host("never.test", 443))
+      print("ends with lookups in flight")
+    ]])
+    local took = H.now() - t0
+    assert.is_true(ok, out)
+    assert.matches("set\ttrue", out)
+    assert.matches("ends with lookups in flight", out, 1, true)
+    -- The resolver gives up after 2 s: an exit that waited would take that.
+    assert.is_true(took < 1.5 * H.SLOW, ("the process took %.2f s"):format(took))
+  end)
+
   it("a lookup that fails is STATUS_CANT_RESOLVE for HTTPClient, ERR_CANT_RESOLVE for tls.connect", function()
     local ok, out = in_ns([[
       local http = tls.HTTPClient.new()

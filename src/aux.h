@@ -223,6 +223,8 @@ enum { TP_POOL_CPU = 0, TP_POOL_DNS = 1 };
 /* The state's pool of `kind`, or NULL when work runs inline
  * (tls.set_worker_threads(0), or no thread could be started). */
 TP_HIDDEN tp_pool *tp_pool_get(lua_State *L, int kind);
+/* Keeps the module's code and data for the life of the process (once). */
+TP_HIDDEN void tp_keep_loaded(void);
 /* Queues the job (0), or -1: then nothing was queued. */
 TP_HIDDEN int tp_pool_submit(tp_pool *p, tp_job *job);
 /* TP_JOB_QUEUED / RUNNING / DONE; TP_JOB_LOST for a job of a parent

@@ -117,6 +117,7 @@ int luaopen_tlspeer_core(lua_State *L)
 {
     char version[32];
 
+    tp_keep_loaded();
     if (tp_mbedtls_global_init() != 0)
         return luaL_error(L, "tlspeer: cannot initialise mbedtls' crypto");
     if (tp_rng_open(L) != 0)

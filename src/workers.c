@@ -252,16 +252,18 @@ static void destroy(tp_pool *p)
     free_pool(p);
 }
 
-/* A lookup thread may outlive its Lua state, and lua_close() unloads
- * this module: keep its code mapped for the life of the process (a
- * module linked into the host is never unloaded; the call is harmless). */
-static void keep_code_loaded(void)
+/* Once per process: the module stays loaded for the life of the process,
+ * though lua_close() unloads the C libraries it loaded.  A lookup thread
+ * may outlive its Lua state, and mbedtls keeps process-wide state (PSA's
+ * key slots, its random generator) that must not vanish with the code.
+ * (A module linked into the host is never unloaded: the call is harmless.) */
+void tp_keep_loaded(void)
 {
     static int kept;
     Dl_info info;
     if (__atomic_exchange_n(&kept, 1, __ATOMIC_ACQ_REL))
         return;
-    if (dladdr((void *)keep_code_loaded, &info) && info.dli_fname != NULL)
+    if (dladdr((void *)tp_keep_loaded, &info) && info.dli_fname != NULL)
         (void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
 }
 
@@ -275,8 +277,6 @@ static tp_pool *create(int max, int wake_fd, const char *name, int detached)
     pthread_cond_init(&p->done, NULL);
     p->max = max;
     p->detached = detached;
-    if (detached)
-        keep_code_loaded();
     p->refs = 1;                      /* the owner */
     p->wake_fd = wake_fd;
     p->pid = getpid();
