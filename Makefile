@@ -71,9 +71,9 @@ ALL_LDFLAGS = $(LDFLAGS) -shared -pthread
 ifneq ($(MBEDTLS_PREFIX),)
 ALL_CFLAGS += -I$(MBEDTLS_PREFIX)/include
 LIBS = $(MBEDTLS_PREFIX)/lib/libmbedtls.a $(MBEDTLS_PREFIX)/lib/libmbedx509.a \
-       $(MBEDTLS_PREFIX)/lib/libmbedcrypto.a -lpthread
+       $(MBEDTLS_PREFIX)/lib/libmbedcrypto.a -lz -lpthread
 else
-LIBS = -lmbedtls -lmbedx509 -lmbedcrypto
+LIBS = -lmbedtls -lmbedx509 -lmbedcrypto -lz
 endif
 
 # BUILD holds objects and, under BUILD/tlspeer/, a copy of the module; the
@@ -161,7 +161,7 @@ LUA_STATIC  ?= $(if $(filter luajit,$(LUA)),/usr/lib/x86_64-linux-gnu/libluajit-
 CXX         ?= c++
 EMBED_LIBS   = $(STATIC_LIB) $(LUA_STATIC) \
                $(if $(MBEDTLS_PREFIX),,-Wl,-Bstatic -lmbedtls -lmbedx509 -lmbedcrypto -Wl,-Bdynamic) \
-               -lm -ldl -lpthread
+               -lz -lm -ldl -lpthread
 .PHONY: embed-example
 embed-example: static $(BUILD)/embed-host $(BUILD)/embed-host-cxx
 $(BUILD)/embed-host: examples/embed/host.c $(STATIC_LIB) $(BUILD)/tlspeer.h
@@ -270,7 +270,7 @@ $(FUZZ_BUILD)/key $(FUZZ_BUILD)/cert $(FUZZ_BUILD)/tls_server $(FUZZ_BUILD)/tls_
   $(FUZZ_BUILD)/http $(FUZZ_BUILD)/streampeer: \
   $(FUZZ_BUILD)/%: fuzz/harness.c $(FUZZ_OBJS)
 	$(FUZZ_CC) $(FUZZ_ALL_CFLAGS) -DFUZZ_TARGET='"$*"' -DFUZZ_ROOT='"$(CURDIR)"' \
-	  -o $@ fuzz/harness.c $(FUZZ_OBJS) -lmbedtls -lmbedx509 -lmbedcrypto $(FUZZ_LUALIB) -lm
+	  -o $@ fuzz/harness.c $(FUZZ_OBJS) -lmbedtls -lmbedx509 -lmbedcrypto -lz $(FUZZ_LUALIB) -lm
 
 # -------------------------------------------------------------------- soak
 # make soak [MBEDTLS=system|debian]: the load spec at its full

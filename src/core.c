@@ -148,6 +148,7 @@ int luaopen_tlspeer_core(lua_State *L)
     tp_open_cabundle(L);  /* functions on the module table */
     tp_open_workers(L);
     tp_open_event(L);
+    tp_open_zstream(L);
 
     /* The methods tables, for the Lua layer's shared StreamPeer methods. */
     lua_newtable(L);
