@@ -363,5 +363,6 @@ TP_HIDDEN void tp_open_tls(lua_State *L);
 TP_HIDDEN void tp_open_cabundle(lua_State *L); /* functions on the module */
 TP_HIDDEN void tp_open_workers(lua_State *L);  /* functions on the module */
 TP_HIDDEN void tp_open_zstream(lua_State *L);  /* core._zstream */
+TP_HIDDEN void tp_open_wsframe(lua_State *L);  /* core._ws_* (WebSocket) */
 
 #endif

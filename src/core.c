@@ -149,6 +149,7 @@ int luaopen_tlspeer_core(lua_State *L)
     tp_open_workers(L);
     tp_open_event(L);
     tp_open_zstream(L);
+    tp_open_wsframe(L);   /* core._ws_*: WebSocket frames */
 
     /* The methods tables, for the Lua layer's shared StreamPeer methods. */
     lua_newtable(L);
