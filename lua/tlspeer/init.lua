@@ -44,6 +44,8 @@ local http = require "tlspeer.http"
 M.HTTPClient = http
 M.request = http.request_url
 
+M.WebSocketPeer = require "tlspeer.websocket"
+
 local helpers = require "tlspeer.helpers"
 M.listen = helpers.listen
 M.connect = helpers.connect
