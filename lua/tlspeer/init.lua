@@ -50,6 +50,10 @@ local helpers = require "tlspeer.helpers"
 M.listen = helpers.listen
 M.connect = helpers.connect
 
+local ws_helpers = require "tlspeer.websocket_helpers"
+M.ws_listen = ws_helpers.ws_listen
+M.ws_connect = ws_helpers.ws_connect
+
 -- One call per frame: a step of every live helper object.
 local loop = require "tlspeer.loop"
 M.poll = function(budget) return loop.poll(budget) end
