@@ -8,7 +8,7 @@
  *       the frame header at pos (default 1) of buf: fin (boolean), rsv
  *       (0..7: RSV1 is 4), opcode (0..15), masked (boolean), the payload
  *       length, the header's length and the 4-byte masking key (nil when
- *       unmasked).  nil when the header is not all there yet; false,
+ *       unmasked).  Nothing when the header is not all there yet; nil,
  *       message when it can never be valid (a 64-bit length with its top
  *       bit set, or one no Lua number holds exactly).
  *   core._ws_frame(b0, payload, mask) -> frame
@@ -65,14 +65,14 @@ static int ws_parse(lua_State *L)
         if (avail < hlen)
             return 0;
         if (p[2] & 0x80) {
-            lua_pushboolean(L, 0);
+            lua_pushnil(L);
             lua_pushliteral(L, "a frame length with its most significant bit set");
             return 2;
         }
         for (i = 2; i < 10; i++)
             plen = plen * 256.0 + (double)p[i];
         if (plen >= TP_WS_MAX_LEN) {
-            lua_pushboolean(L, 0);
+            lua_pushnil(L);
             lua_pushliteral(L, "a frame length past 2^53 bytes");
             return 2;
         }

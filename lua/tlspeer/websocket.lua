@@ -280,7 +280,7 @@ end
 function Peer:_data_frame(payload, opcode)
   local b0 = 0x80 + opcode
   local z = self.deflate
-  if z then
+  if z and payload ~= "" then         -- an empty message goes as it is (RFC 7692 allows either)
     local out, st, code = z.deflate:update(payload, "sync")
     if not out then return nil, st, code end
     if out:sub(-4) == "\0\0\255\255" then out = out:sub(1, -5) end
@@ -607,8 +607,10 @@ function Peer:_parse()
         return
       end
       local fin, rsv, op, masked, len, hlen, key = ws_parse(self.ib, self.ipos)
-      if fin == nil then return end
-      if fin == false then return self:_fail(1002, rsv) end
+      if fin == nil then
+        if rsv then return self:_fail(1002, rsv) end     -- a length no frame may have
+        return                                           -- not all there yet
+      end
       if masked ~= self.is_server then
         return self:_fail(1002, self.is_server and "an unmasked frame from a client"
           or "a masked frame from the server")
