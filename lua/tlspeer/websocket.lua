@@ -681,6 +681,7 @@ end
 -- whether more may be waiting.
 function Peer:_read(limit)
   local io, got = self.io, 0
+  if self.ipos <= #self.ib then self:_parse() end    -- frames left by a pause
   while got < limit do
     if self.state == CLOSED or self.failed then return false end
     if self:get_available_packet_count() >= self.max_queued or self.pbytes >= self.inbound then
@@ -1249,7 +1250,7 @@ function Peer:_step()
         if self.is_server then
           pcall(io.put_partial_data, io, http_response("431 Request Header Fields Too Large"))
         end
-        self:_hs_fail(h)
+        self:_hs_fail((self.is_server and "refused a WebSocket handshake: " or "") .. h)
         return false
       end
       if first then
