@@ -1,11 +1,12 @@
--- A TLS echo server and a tiny HTTPS server, for trying clients (the LÖVE
--- example, examples/client.lua) against: what arrives on the echo port is
--- sent back; every HTTPS request gets a short page.
+-- A TLS echo server, a tiny HTTPS server and a WebSocket (wss://) echo, for
+-- trying clients (the LÖVE example, examples/client.lua) against: what
+-- arrives on the echo port is sent back; every HTTPS request gets a short
+-- page; every WebSocket message comes back as it was sent (text or binary).
 --
---   lua5.4 examples/echo_server.lua [echo_port] [https_port] [--ports FILE]
+--   lua5.4 examples/echo_server.lua [echo_port] [https_port] [wss_port] [--ports FILE]
 --
--- Ports default to 8443 and 8444 (0 picks free ones; --ports writes
--- "echo_port https_port" to FILE once both listen).  Uses the dev
+-- Ports default to 8443, 8444 and 8445 (0 picks free ones; --ports writes
+-- "echo_port https_port wss_port" to FILE once all listen).  Uses the dev
 -- certificates of `make certs`.
 local root = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/_path.lua")
 local tls = require "tlspeer"
@@ -36,11 +37,18 @@ https:on("data_received", function(conn, data)
   end
 end)
 
-print(("echo on %d, https on %d"):format(echo:get_local_port(), https:get_local_port()))
+opts.port = ports[3] or 8445
+local wss = assert(tls.ws_listen(opts))
+wss:on("message_received", function(conn, message, is_string)
+  conn:send(message, is_string and tls.WebSocketPeer.WRITE_MODE_TEXT or tls.WebSocketPeer.WRITE_MODE_BINARY)
+end)
+
+print(("echo on %d, https on %d, wss on %d"):format(echo:get_local_port(), https:get_local_port(),
+  wss:get_local_port()))
 if portfile then
   local f = assert(io.open(portfile .. ".tmp", "w"))
-  f:write(echo:get_local_port(), " ", https:get_local_port(), "\n")
+  f:write(echo:get_local_port(), " ", https:get_local_port(), " ", wss:get_local_port(), "\n")
   f:close()
   assert(os.rename(portfile .. ".tmp", portfile))
 end
-tls.run()                        -- serves both, sleeping between events
+tls.run()                        -- serves all three, sleeping between events

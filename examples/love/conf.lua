@@ -2,7 +2,7 @@
 function love.conf(t)
   t.identity = "tlspeer-example"
   t.version = "11.4"
-  t.window.title = "tlspeer in LÖVE: HTTPS and a TLS echo from love.update"
+  t.window.title = "tlspeer in LÖVE: HTTPS, a TLS echo and a WebSocket from love.update"
   t.window.width, t.window.height = 720, 300
   t.modules.audio, t.modules.sound, t.modules.joystick = false, false, false
   t.modules.physics, t.modules.video = false, false

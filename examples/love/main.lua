@@ -1,14 +1,17 @@
--- tlspeer inside a LÖVE 11 game (LuaJIT): an HTTPS request with HTTPClient
--- and messages to a TLS echo server, both advanced from love.update, once
--- per frame, never holding the frame; the status is drawn on screen.
+-- tlspeer inside a LÖVE 11 game (LuaJIT): an HTTPS request with HTTPClient,
+-- messages to a TLS echo server and to a WebSocket (wss://) echo with
+-- WebSocketPeer, all advanced from love.update, once per frame, never
+-- holding the frame; the status is drawn on screen.
 --
 --   make LUA=luajit && love examples/love
 --
 -- By default it talks to the servers of `lua5.4 examples/echo_server.lua`
--- (a TLS echo on 8443 and HTTPS on 8444, with the dev certificates of
--- `make certs`).  Environment, for other servers and for CI:
+-- (a TLS echo on 8443, HTTPS on 8444 and a WebSocket echo on 8445, with
+-- the dev certificates of `make certs`).  Environment, for other servers
+-- and for CI:
 --   TLSPEER_LOVE_URL    the HTTPS URL to GET (https://localhost:8444/)
 --   TLSPEER_LOVE_ECHO   host:port of the TLS echo server (localhost:8443)
+--   TLSPEER_LOVE_WS     the WebSocket echo's URL (wss://localhost:8445/game)
 --   TLSPEER_LOVE_CA     the CA to trust (certs/ca.crt of the checkout)
 --   TLSPEER_LOVE_EXIT   quit when both are done, exit code 0 = all good
 --   TLSPEER_LOVE_SHOT   a PNG file to save the last frame to, before quitting
@@ -32,6 +35,8 @@ local HTTPClient = tls.HTTPClient
 
 local URL = os.getenv("TLSPEER_LOVE_URL") or "https://localhost:8444/"
 local ECHO = os.getenv("TLSPEER_LOVE_ECHO") or "localhost:8443"
+local WS_URL = os.getenv("TLSPEER_LOVE_WS") or "wss://localhost:8445/game"
+local WebSocketPeer = tls.WebSocketPeer
 local CA = os.getenv("TLSPEER_LOVE_CA") or (root .. "/certs/ca.crt")
 local EXIT = os.getenv("TLSPEER_LOVE_EXIT") ~= nil
 local SHOT = os.getenv("TLSPEER_LOVE_SHOT")
@@ -48,6 +53,8 @@ end
 local trusted, http, echo
 local http_state = { done = false, ok = false, body = {} }
 local echo_state = { done = false, ok = false, sent = 0, got = "" }
+local ws
+local ws_state = { done = false, ok = false, sent = 0 }
 local started, frames, longest = 0, 0, 0
 
 function love.load()
@@ -94,6 +101,45 @@ function love.load()
     say("echo", "failed: " .. tostring(m))
     echo_state.done = true
   end)
+
+  -- A WebSocket with Godot's WebSocketPeer: connect_to_url returns at once,
+  -- love.update polls it.
+  ws = WebSocketPeer.new()
+  local wok, werr = ws:connect_to_url(WS_URL, tls.TLSOptions.client(trusted))
+  say("websocket", wok and ("connecting to " .. WS_URL) or ("failed: " .. tostring(werr)))
+  if not wok then ws_state.done = true end
+end
+
+-- The WebSocket, once per frame: send a message, wait for its echo, next;
+-- then the closing handshake.
+local function step_ws()
+  ws:poll()
+  local state = ws:get_ready_state()
+  if state == WebSocketPeer.STATE_OPEN then
+    if ws_state.sent == 0 then
+      say("websocket", "open (" .. ws:get_stream():get_tls_version() .. "), sending")
+      ws_state.sent = 1
+      ws:send_text(MESSAGES[1])
+    end
+    while ws:get_available_packet_count() > 0 do
+      local msg = ws:get_packet()
+      if msg == MESSAGES[ws_state.sent] and ws:was_string_packet() then
+        say("websocket", ("%d/%d messages echoed"):format(ws_state.sent, #MESSAGES))
+        if ws_state.sent < #MESSAGES then
+          ws_state.sent = ws_state.sent + 1
+          ws:send_text(MESSAGES[ws_state.sent])
+        else
+          ws_state.ok = true
+          ws:close(1000, "game over")
+        end
+      end
+    end
+  elseif state == WebSocketPeer.STATE_CLOSED then
+    if not ws_state.ok then
+      say("websocket", "failed: " .. tostring((ws:get_error())) .. ", close code " .. ws:get_close_code())
+    end
+    ws_state.done = true
+  end
 end
 
 local function step_http()
@@ -149,11 +195,12 @@ function love.update(dt)
   local t0 = love.timer.getTime()
   if not http_state.done then step_http() end
   if not echo_state.done then echo:poll() end
+  if not ws_state.done then step_ws() end
   local spent = love.timer.getTime() - t0
   frames = frames + 1
   if spent > longest then longest = spent end
-  if http_state.done and echo_state.done and not lines.result then
-    local ok = http_state.ok and echo_state.ok
+  if http_state.done and echo_state.done and ws_state.done and not lines.result then
+    local ok = http_state.ok and echo_state.ok and ws_state.ok
     say("frames", ("%d frames, the longest tlspeer work in one frame %.2f ms")
       :format(frames, longest * 1000))
     say("result", ok and "OK" or "FAILED")
