@@ -34,11 +34,14 @@ build = {
     ["tlspeer.pipe"] = "lua/tlspeer/pipe.lua",
     ["tlspeer.http"] = "lua/tlspeer/http.lua",
     ["tlspeer.options"] = "lua/tlspeer/options.lua",
+    ["tlspeer.websocket"] = "lua/tlspeer/websocket.lua",
+    ["tlspeer.websocket_helpers"] = "lua/tlspeer/websocket_helpers.lua",
     ["tlspeer.core"] = {
       sources = {
         "src/aux.c", "src/cabundle.c", "src/core.c", "src/crypto.c",
         "src/hashing.c", "src/key.c", "src/options.c", "src/streampeer.c",
         "src/tcp.c", "src/tls.c", "src/verify.c", "src/x509.c",
+        "src/wsframe.c",
       },
       libraries = { "mbedtls", "mbedx509", "mbedcrypto" },
       incdirs = { "$(MBEDTLS_INCDIR)" },
