@@ -30,6 +30,9 @@ local READ_CHUNK = 16384          -- bytes asked of the stream at a time
 local MAX_HEAD = 16384            -- a handshake request or response head
 local CLOSE_TIMEOUT = 5           -- seconds to wait for the peer's close frame
 local COALESCE = 16384            -- small frames leave together, up to this
+-- Frames one step parses at most: 16 KiB of 64-byte messages is 250 of
+-- them, and each may run a handler; the rest waits for the next step.
+local FRAMES_PER_STEP = 64
 
 local STATE_NAMES = { [0] = "connecting", "open", "closing", "closed" }
 
@@ -103,6 +106,7 @@ function Peer:_reset()
   self.ping_out, self.next_ping, self.last_rx = nil, nil, nil
   self.wake_at = nil
   self.paused = false
+  self.quota = FRAMES_PER_STEP
 end
 
 function Peer:__tostring()
@@ -598,6 +602,7 @@ function Peer:_parse()
   while self.state ~= CLOSED and not self.failed do
     local fh = self.fh
     if not fh then
+      if self.quota <= 0 then return end           -- the step's share is done
       if self.got_close then                       -- nothing counts after a close
         self.ib, self.ipos = "", 1
         return
@@ -646,6 +651,7 @@ function Peer:_parse()
         m.wire = wire
       end
       self.ipos = self.ipos + hlen
+      self.quota = self.quota - 1
       fh = { fin = fin, op = op, len = len, key = key, got = 0 }
       self.fh = fh
     end
@@ -684,6 +690,7 @@ function Peer:_read(limit)
   if self.ipos <= #self.ib then self:_parse() end    -- frames left by a pause
   while got < limit do
     if self.state == CLOSED or self.failed then return false end
+    if self.quota <= 0 then return true end
     if self:get_available_packet_count() >= self.max_queued or self.pbytes >= self.inbound then
       self.paused = true
       return false
@@ -1212,6 +1219,7 @@ end
 -- has more to do at once.
 function Peer:_step()
   if self.state == CLOSED then return false end
+  self.quota = FRAMES_PER_STEP
   local phase = self.phase
   if phase == "connect" then
     if not self:_connect_step() then return false end
@@ -1274,8 +1282,9 @@ function Peer:_step()
   end
   if self.tls and self.tls:has_pending() and not self.paused then more = true end
   if self.fh == nil and not self.paused and self.ipos <= #self.ib and self.state ~= CLOSED then
-    -- whole frames may wait in the buffer (a budget stopped the read)
-    more = more or ws_parse(self.ib, self.ipos) ~= nil
+    -- whole frames may wait in the buffer (a budget stopped the step)
+    local fin, _, _, _, len, hlen = ws_parse(self.ib, self.ipos)
+    if fin ~= nil and #self.ib - self.ipos + 1 >= hlen + len then more = true end
   end
   return more
 end

@@ -20,6 +20,8 @@ local X509Certificate, CryptoKey = core.X509Certificate, core.CryptoKey
 local now, is_integer = core._now, core._is_integer
 
 local OPEN, CLOSED = WebSocketPeer.STATE_OPEN, WebSocketPeer.STATE_CLOSED
+-- Messages one step hands to the handlers at most; the rest in later steps.
+local MESSAGES_PER_STEP = 64
 local TEXT, BINARY = WebSocketPeer.WRITE_MODE_TEXT, WebSocketPeer.WRITE_MODE_BINARY
 
 local M = {}
@@ -152,7 +154,10 @@ function Conn:_advance(owner)
     if self.deadline then self.deadline.cancelled = true end
     owner:_emit("connection_established", self)
   end
+  local n = 0
   while ws:get_available_packet_count() > 0 do
+    if n == MESSAGES_PER_STEP then more = true; break end
+    n = n + 1
     local msg = ws:get_packet()
     owner:_emit("message_received", self, msg, ws:was_string_packet())
     if self.ended then return false end
