@@ -34,7 +34,7 @@ if (mode === 'serve') {
   const msg = 'x'.repeat(64);
   const list = [];
   for (let i = 0; i < clients; i++) {
-    const ws = new WebSocket('wss://localhost:' + port + '/', { ca, perMessageDeflate: false });
+    const ws = new WebSocket((process.env.WSBENCH_PLAIN ? 'ws' : 'wss') + '://localhost:' + port + '/', { ca, perMessageDeflate: false });
     ws.on('open', () => { if (++open === clients) start(); });
     ws.on('message', () => received++);
     ws.on('error', (e) => console.log('ERROR ' + e.message));
