@@ -577,3 +577,70 @@ describe("tls.ws_listen / tls.ws_connect", function()
     srv:stop()
   end)
 end)
+
+describe("WebSocketPeer while DNS stalls (a stub DNS server in a network namespace)", function()
+  local ns = "tlspeer-ws-" .. tostring(os.time() % 100000) .. "-" .. tostring(math.random(1000))
+  local stub_pid
+
+  setup(function()
+    assert(H.execute("ip netns add " .. ns), "cannot make a network namespace")
+    assert(H.execute("ip netns exec " .. ns .. " ip link set lo up"))
+    assert(H.execute("mkdir -p /etc/netns/" .. ns))
+    H.write("/etc/netns/" .. ns .. "/resolv.conf", "nameserver 127.0.0.1\noptions timeout:2 attempts:1\n")
+    local dir = H.tmpdir()
+    local p = assert(io.popen(("ip netns exec %s python3 scripts/dnsstub.py --delay 1.5 --never never.test "
+      .. "--ready %s >/dev/null 2>&1 & echo $!"):format(ns, H.q(dir .. "/ready"))))
+    stub_pid = tonumber(p:read("*l"))
+    p:close()
+    assert(H.wait_for(function() return H.exists(dir .. "/ready") end, 5), "the stub DNS server did not start")
+  end)
+
+  teardown(function()
+    if stub_pid then H.kill(stub_pid) end
+    H.execute("ip netns del " .. ns)
+    H.execute("rm -rf /etc/netns/" .. ns)
+    H.cleanup()
+  end)
+
+  it("connect_to_url returns at once and poll() never waits for the lookup (ws and wss)", function()
+    local dir = H.tmpdir()
+    H.write(dir .. "/t.lua", ("package.path = %q; package.cpath = %q\n"):format(package.path, package.cpath) .. [[
+      local tls = require "tlspeer"
+      local now = require("tlspeer.core")._now
+      local WS = tls.WebSocketPeer
+      local srv = assert(tls.ws_listen { port = 0, bind = "127.0.0.1",
+        certificate = "certs/server.crt", key = "certs/server.key" })
+      srv:on("message_received", function(conn, m) conn:send_text(m) end)
+      local ca = tls.X509Certificate.new()
+      assert(ca:load("certs/ca.crt"))
+      local ws = WS.new()
+      local t0 = now()
+      assert(ws:connect_to_url("wss://game.test:" .. srv:get_local_port() .. "/",
+        tls.TLSOptions.client(ca, "localhost")))
+      local longest, got = now() - t0, nil
+      while not got and now() - t0 < 10 do
+        local t1 = now()
+        ws:poll()
+        tls.poll()
+        if now() - t1 > longest then longest = now() - t1 end
+        if ws:get_ready_state() == WS.STATE_OPEN and not ws.sent_hello then
+          ws.sent_hello = true
+          ws:send_text("hello")
+        end
+        if ws:get_available_packet_count() > 0 then got = ws:get_packet() end
+      end
+      print("answered", got, now() - t0 >= 1.4, longest < 1)
+      local never = WS.new()
+      assert(never:connect_to_url("ws://never.test/"))
+      never:poll()
+      print("never", never:get_ready_state())
+      never:close(-1)
+      print("closed", never:get_ready_state())
+    ]])
+    local ok, out = H.run(("ip netns exec %s timeout 30 %s %s"):format(ns, H.LUA, H.q(dir .. "/t.lua")))
+    assert.is_true(ok, out)
+    assert.matches("answered\thello\ttrue\ttrue", out)
+    assert.matches("never\t0", out)
+    assert.matches("closed\t3", out)
+  end)
+end)
