@@ -1681,6 +1681,19 @@ static int tls_disconnect_from_stream(lua_State *L)
 /* After a method that entered mbedtls: a close or a collection asked for
  * by the transport in the meantime happens now.  Leaves the stack as it
  * found it. */
+/* Everything a collected peer holds (from __gc, or after its transport's
+ * call returned when __gc came from inside it). */
+static void release(lua_State *L, struct tp_tls *t)
+{
+    free_ssl(L, t);
+    end_verify(t);
+    clear_error(t);
+    free(t->host);
+    t->host = NULL;
+    t->tcp = NULL;
+    t->status = TLS_DISCONNECTED;
+}
+
 static void finish_call(lua_State *L, struct tp_tls *t)
 {
     int top = lua_gettop(L), ret;
@@ -1688,9 +1701,7 @@ static void finish_call(lua_State *L, struct tp_tls *t)
         return;                       /* closed during a step: not over */
     if (t->free_deferred) {
         t->free_deferred = t->close_deferred = 0;
-        free_ssl(L, t);
-        t->tcp = NULL;
-        t->status = TLS_DISCONNECTED;
+        release(L, t);
     } else if (t->close_deferred)
         disconnect(L, t);
     else
@@ -1892,13 +1903,7 @@ static int tls_gc(lua_State *L)
         t->free_deferred = 1;
         return 0;
     }
-    free_ssl(L, t);
-    end_verify(t);
-    clear_error(t);
-    free(t->host);
-    t->host = NULL;
-    t->tcp = NULL;
-    t->status = TLS_DISCONNECTED;
+    release(L, t);
     return 0;
 }
 
