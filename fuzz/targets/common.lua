@@ -155,8 +155,8 @@ function fuzz_invoke(ctx, peer, kind, name, ...)
   local f
   if name:sub(1, 2) == "__" then f = getmetatable(peer)[name] else f = peer[name] end
   if f == nil then return true end           -- not in this version of tlspeer
+  local closed = ctx.closed[peer]          -- before the call: it must raise
   local ok, a, b, c = pcall(f, peer, ...)
-  local closed = ctx.closed[peer]
   if ok then
     if closed and kind ~= "free" then
       fuzz_fail(("%s() on a StreamPeerTLS closed from its own transport did not raise")
@@ -168,7 +168,7 @@ function fuzz_invoke(ctx, peer, kind, name, ...)
     return true, a, b, c
   end
   local msg = tostring(a)
-  if kind ~= "free" and closed and msg:find(CLOSED, 1, true) then return false, msg end
+  if kind ~= "free" and ctx.closed[peer] and msg:find(CLOSED, 1, true) then return false, msg end
   if (kind == "mbed" or kind == "setup") and (ctx.inside[peer] or 0) > 0
       and msg:find(INSIDE, 1, true) then
     return false, msg
