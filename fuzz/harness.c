@@ -371,7 +371,7 @@ static int raw_read(lua_State *L)
     lua_Integer want = luaL_checkinteger(L, 2);
     luaL_Buffer b;
     unsigned char *p;
-    int ret;
+    int ret, tries = 0;
     if (want < 1 || want > 65536)
         return luaL_argerror(L, 2, "1..65536");
     if (!r->done) {
@@ -379,7 +379,11 @@ static int raw_read(lua_State *L)
         return 1;
     }
     p = (unsigned char *)luaL_buffinitsize(L, &b, (size_t)want);
-    ret = mbedtls_ssl_read(&r->ssl, p, (size_t)want);
+    /* A record without data (an alert it ignores, a handshake message)
+     * says "want read" though more may wait: read on while input does. */
+    do
+        ret = mbedtls_ssl_read(&r->ssl, p, (size_t)want);
+    while (raw_want(ret) && r->in.len > r->in.rd && ++tries < 256);
     if (ret < 0 && !raw_want(ret))
         return raw_error(L, r, ret);
     luaL_pushresultsize(&b, ret < 0 ? 0 : (size_t)ret);
