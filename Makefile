@@ -230,7 +230,7 @@ clean:
 	rm -rf $(BUILD) tlspeer
 
 # ------------------------------------------------------------------ fuzzing
-# make fuzz [FUZZ_TIME=60] [FUZZ_TARGETS="key cert tls_server tls_client http streampeer"]
+# make fuzz [FUZZ_TIME=60] [FUZZ_TARGETS="key cert tls_server tls_client tls_pair http url streampeer"]
 # builds the libFuzzer harnesses in fuzz/build/ (clang, ASan + UBSan,
 # tlspeer's sources compiled in, Debian's mbedtls 2.28 and liblua5.4) and
 # runs each for FUZZ_TIME seconds from its seeds in fuzz/corpus/<name>/
@@ -238,7 +238,7 @@ clean:
 # fuzz/build/crashes/<name>/).  See fuzz/README.md.
 FUZZ_CC      ?= clang
 FUZZ_TIME    ?= 60
-FUZZ_TARGETS ?= key cert tls_server tls_client http streampeer
+FUZZ_TARGETS ?= key cert tls_server tls_client tls_pair http url streampeer
 FUZZ_CFLAGS  ?= -g -O1 -fno-omit-frame-pointer
 FUZZ_SAN     ?= -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_ARGS    ?=
@@ -267,7 +267,7 @@ $(FUZZ_BUILD)/obj/%.o: src/%.c src/aux.h src/compat.h
 	$(FUZZ_CC) $(FUZZ_ALL_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
 $(FUZZ_BUILD)/key $(FUZZ_BUILD)/cert $(FUZZ_BUILD)/tls_server $(FUZZ_BUILD)/tls_client \
-  $(FUZZ_BUILD)/http $(FUZZ_BUILD)/streampeer: \
+  $(FUZZ_BUILD)/tls_pair $(FUZZ_BUILD)/http $(FUZZ_BUILD)/url $(FUZZ_BUILD)/streampeer: \
   $(FUZZ_BUILD)/%: fuzz/harness.c $(FUZZ_OBJS)
 	$(FUZZ_CC) $(FUZZ_ALL_CFLAGS) -DFUZZ_TARGET='"$*"' -DFUZZ_ROOT='"$(CURDIR)"' \
 	  -o $@ fuzz/harness.c $(FUZZ_OBJS) -lmbedtls -lmbedx509 -lmbedcrypto -lz $(FUZZ_LUALIB) -lm
