@@ -71,6 +71,7 @@ struct tp_tls {
 /* ------------------------------------------------------------- helpers */
 
 static void free_ssl(lua_State *L, struct tp_tls *t);
+static void finish_call(lua_State *L, struct tp_tls *t);
 
 /* Methods that do not enter mbedtls: usable everywhere. */
 static struct tp_tls *checktls_any(lua_State *L)
@@ -1674,6 +1675,7 @@ static int tls_disconnect_from_stream(lua_State *L)
         return 0;
     }
     disconnect(L, t);
+    finish_call(L, t);                /* a __gc from the close_notify's put */
     lua_settop(L, top);
     return 0;
 }
