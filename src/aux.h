@@ -287,6 +287,10 @@ struct tp_tcp;
 TP_HIDDEN struct tp_tcp *tp_testtcp(lua_State *L, int idx); /* or NULL */
 TP_HIDDEN int tp_tcp_status(struct tp_tcp *t);  /* advances a connect */
 TP_HIDDEN int tp_tcp_fd(struct tp_tcp *t);
+/* tp_tcp_recv, waiting in recv() until the deadline (tp_now()) when the
+ * socket allows: for blocking reads, on the Lua thread only. */
+TP_HIDDEN long tp_tcp_recv_wait(struct tp_tcp *t, unsigned char *buf,
+                                size_t len, double deadline);
 /* >0 bytes, 0 would block, -1 EOF, -2 error (see tp_tcp_error). */
 TP_HIDDEN long tp_tcp_recv(struct tp_tcp *t, unsigned char *buf, size_t len);
 TP_HIDDEN long tp_tcp_send(struct tp_tcp *t, const unsigned char *buf,

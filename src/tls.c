@@ -52,6 +52,7 @@ struct tp_tls {
     int last_want;               /* WANT_READ or WANT_WRITE */
     size_t pending;              /* bytes committed to a record not flushed */
     double timeout;
+    double read_deadline;        /* > 0: get_data's reads may wait till then */
     char *error;                 /* the last failure (heap), or NULL */
     const char *error_code;
     char io_error[200];          /* what the transport said */
@@ -196,7 +197,10 @@ static int bio_send_tcp(void *ctx, const unsigned char *buf, size_t len)
 static int bio_recv_tcp(void *ctx, unsigned char *buf, size_t len)
 {
     struct tp_tls *t = ctx;
-    long n = tp_tcp_recv(t->tcp, buf, len);
+    /* A blocking read waits in recv() itself (never on a worker's step). */
+    long n = t->read_deadline > 0 && t->job == NULL
+                 ? tp_tcp_recv_wait(t->tcp, buf, len, t->read_deadline)
+                 : tp_tcp_recv(t->tcp, buf, len);
     if (n > 0) {
         wrote_in(t, buf, (size_t)n);
         return (int)n;
@@ -1478,11 +1482,16 @@ static int tls_get_data_io(lua_State *L)
             io_failed(t, (int)r);
             continue;
         }
+        t->read_deadline = t->tcp != NULL ? deadline : 0;
         r = fill(t, want - t->in.len);
+        t->read_deadline = 0;
         if (r > 0)
             continue;
         if (r < 0)
             continue;                 /* the status says why */
+        if (t->tcp != NULL && t->last_want == MBEDTLS_ERR_SSL_WANT_READ &&
+            tp_tcp_status(t->tcp) == 2 && tp_now() < deadline)
+            continue;                 /* recv() timed out early: again */
         if (!wait_io(t, deadline, &backoff))
             return tp_fail(L, "ERR_TIMEOUT", "timed out waiting for %d bytes "
                            "(%d arrived, kept for the next read)", (int)want,
