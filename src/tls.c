@@ -713,7 +713,8 @@ static int submit_step(lua_State *L, struct tp_tls *t)
 {
     tp_pool *pool;
     hs_job *j;
-    if (t->tcp == NULL || (pool = tp_pool_get(L, TP_POOL_CPU)) == NULL)
+    if (t->tcp == NULL || t->read_deadline > 0 ||
+        (pool = tp_pool_get(L, TP_POOL_CPU)) == NULL)
         return 0;
     if ((j = calloc(1, sizeof *j)) == NULL)
         return 0;
@@ -1360,7 +1361,12 @@ static int finish_handshake(struct tp_tls *t, double deadline)
 {
     double backoff = 0.001;
     for (;;) {
+        /* A blocking call holds its caller anyway: the steps run here, and
+         * wait for the network in recv() (read_deadline), with none of the
+         * hand-offs to a worker and back. */
+        t->read_deadline = t->tcp != NULL ? deadline : 0;
         handshake_step(t);
+        t->read_deadline = 0;
         if (t->status == TLS_CONNECTED)
             return 1;
         if (t->status != TLS_HANDSHAKING)
