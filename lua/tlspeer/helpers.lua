@@ -451,6 +451,7 @@ end
 -- srv:stop(): stops listening and closes every connection (sending
 -- close_notify, without waiting); a run() in progress returns.
 function Server:stop()
+  servers[self] = nil
   self.running = false
   loop.unwatch(self.tcp)
   self.tcp:stop()
