@@ -141,7 +141,9 @@ local function check_linger(linger)
   return linger
 end
 
-local Conn = setmetatable({}, { __index = Emitter })
+-- (A server's connections have no events of their own: the server's
+-- handlers get them as their first argument.)
+local Conn = {}
 Conn.__index = Conn
 
 function Conn:__tostring()
@@ -462,6 +464,7 @@ end
 
 local Client = setmetatable({}, { __index = Conn })
 Client.__index = Client
+Client.on, Client._emit, Client._report = Emitter.on, Emitter._emit, Emitter._report
 
 function Client:__tostring()
   return ("tlspeer client (%s)"):format(self.failure and ("failed: " .. self.failure[1])
