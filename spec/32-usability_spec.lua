@@ -324,3 +324,36 @@ describe("downloads", function()
     http:close()
   end)
 end)
+
+describe("from the checkout", function()
+  -- The runtime under test as make's LUA= names it.
+  local lua_arg = H.LUA:match("^lua(%d%.%d)$") or H.LUA
+  local dir = os.getenv("PWD") or "."
+  -- These run make (for the default build directory of this runtime): not
+  -- under a sanitizer, whose build is elsewhere and whose runtime every
+  -- child inherits.
+  local sanitizer = os.getenv("TLSPEER_SANITIZER")
+
+  it("make env prints the paths that let require \"tlspeer\" work from any directory", function()
+    if sanitizer then return pending("not under " .. sanitizer) end
+    local ok, env = H.run("make -s env LUA=" .. lua_arg)
+    assert.is_true(ok, env)
+    assert.matches("export LUA_PATH='[^']*/lua/%?%.lua;", env)
+    assert.matches("export LUA_CPATH='[^']*%?%.so;;'", env)
+    local out
+    ok, out = H.run(env .. "\ncd /tmp && env -u LUA_PATH_5_4 -u LUA_CPATH_5_4 -u LUA_PATH_5_3 "
+      .. "-u LUA_CPATH_5_3 -u LUA_PATH_5_2 -u LUA_CPATH_5_2 " .. H.LUA
+      .. " -e 'local t = require \"tlspeer\"; print(t.now() > 0, t.Crypto.new())'")
+    assert.is_true(ok, out)
+    assert.matches("true\tCrypto (mbedtls)", out, 1, true)
+  end)
+
+  it("make repl starts a Lua prompt with tls loaded", function()
+    if sanitizer then return pending("not under " .. sanitizer) end
+    local ok, out = H.run("cd " .. H.q(dir) .. " && printf 'print(tls.HashingContext.HASH_SHA256)\\n' | make -s repl LUA="
+      .. lua_arg)
+    assert.is_true(ok, out)
+    assert.matches("tlspeer scm on mbedtls", out, 1, true)
+    assert.matches("\n2\n", out, 1, true)
+  end)
+end)
