@@ -354,6 +354,6 @@ describe("from the checkout", function()
       .. lua_arg)
     assert.is_true(ok, out)
     assert.matches("tlspeer scm on mbedtls", out, 1, true)
-    assert.matches("\n2\n", out, 1, true)
+    assert.matches("[\n ]2\n", out)       -- LuaJIT's prompt stays on the line
   end)
 end)
