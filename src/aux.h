@@ -296,6 +296,7 @@ TP_HIDDEN long tp_tcp_recv(struct tp_tcp *t, unsigned char *buf, size_t len);
 TP_HIDDEN long tp_tcp_send(struct tp_tcp *t, const unsigned char *buf,
                            size_t len);
 TP_HIDDEN const char *tp_tcp_error(struct tp_tcp *t);
+TP_HIDDEN const char *tp_tcp_error_code(struct tp_tcp *t);   /* or NULL */
 TP_HIDDEN void tp_tcp_disconnect(struct tp_tcp *t);
 TP_HIDDEN void tp_tcp_peer_text(struct tp_tcp *t, char *buf, size_t len);
 TP_HIDDEN void tp_tcp_set_no_delay(struct tp_tcp *t);

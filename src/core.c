@@ -150,11 +150,13 @@ int luaopen_tlspeer_core(lua_State *L)
     tp_open_event(L);
     tp_open_zstream(L);
 
-    /* The methods tables, for the Lua layer's shared StreamPeer methods. */
+    /* The methods tables, for the Lua layer (the shared StreamPeer methods,
+     * the class tables' introspection). */
     lua_newtable(L);
     {
-        static const char *const classes[] = {TP_TCP, TP_TCPSERVER, TP_TLS,
-                                              TP_OPTIONS, NULL};
+        static const char *const classes[] = {
+            TP_CRYPTO, TP_CRYPTOKEY, TP_X509, TP_HASHING, TP_HMAC, TP_AES,
+            TP_TCP, TP_TCPSERVER, TP_TLS, TP_OPTIONS, NULL};
         int i;
         for (i = 0; classes[i] != NULL; i++) {
             luaL_getmetatable(L, classes[i]);

@@ -590,6 +590,11 @@ const char *tp_tcp_error(struct tp_tcp *t)
     return t->error;
 }
 
+const char *tp_tcp_error_code(struct tp_tcp *t)
+{
+    return t->error_code;
+}
+
 /* Reads and drops what the peer sent that nobody will read, without
  * blocking: closing a socket with unread input makes the kernel send a
  * reset, which can overtake our last record (an alert, a close_notify). */

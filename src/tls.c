@@ -56,6 +56,7 @@ struct tp_tls {
     char *error;                 /* the last failure (heap), or NULL */
     const char *error_code;
     char io_error[200];          /* what the transport said */
+    const char *io_code;         /* its code, when a StreamPeerTCP said it */
     char *host;                  /* the name verified (heap), or NULL */
     tp_verify *v;                /* the certificate checks, while handshaking */
     unsigned char name_ok;       /* the peer's certificate carries host */
@@ -191,6 +192,7 @@ static int bio_send_tcp(void *ctx, const unsigned char *buf, size_t len)
     snprintf(t->io_error, sizeof t->io_error, "%s",
              tp_tcp_error(t->tcp)[0] ? tp_tcp_error(t->tcp)
                                      : "the connection is closed");
+    t->io_code = tp_tcp_error_code(t->tcp);
     return MBEDTLS_ERR_NET_SEND_FAILED;
 }
 
@@ -212,6 +214,7 @@ static int bio_recv_tcp(void *ctx, unsigned char *buf, size_t len)
         return 0;                     /* EOF: mbedtls reports CONN_EOF */
     }
     snprintf(t->io_error, sizeof t->io_error, "%s", tp_tcp_error(t->tcp));
+    t->io_code = tp_tcp_error_code(t->tcp);
     return MBEDTLS_ERR_NET_RECV_FAILED;
 }
 
@@ -584,7 +587,14 @@ static void handshake_failed(struct tp_tls *t, int ret)
     switch (ret) {
     case MBEDTLS_ERR_NET_SEND_FAILED:
     case MBEDTLS_ERR_NET_RECV_FAILED:
-        set_error(t, "ERR_CONNECTION_ERROR", "TLS handshake failed: %s",
+        /* A TCP connect that failed (refused, unreachable, a name that
+         * did not resolve) keeps its own code, as everywhere else:
+         * ERR_CANT_CONNECT / ERR_CANT_RESOLVE. */
+        set_error(t, t->io_code != NULL &&
+                      (strcmp(t->io_code, "ERR_CANT_CONNECT") == 0 ||
+                       strcmp(t->io_code, "ERR_CANT_RESOLVE") == 0)
+                      ? t->io_code : "ERR_CONNECTION_ERROR",
+                  "TLS handshake failed: %s",
                   t->io_error[0] ? t->io_error : text);
         break;
     case MBEDTLS_ERR_SSL_CONN_EOF:
@@ -855,11 +865,13 @@ static void handshake_step(struct tp_tls *t)
         if (!step_ready(t) || trust_ready(t, 0) <= 0)
             return;
         t->io_error[0] = '\0';
+        t->io_code = NULL;
         if (submit_step(t->L, t))
             return;
     } else if (trust_ready(t, 0) <= 0)
         return;
     t->io_error[0] = '\0';
+    t->io_code = NULL;
     ret = mbedtls_ssl_handshake(&t->ssl);
     handshake_result(t, ret);
 }
@@ -1024,6 +1036,7 @@ static int setup(lua_State *L, struct tp_tls *t, int opt, int server,
     t->bio_eof = 0;
     clear_error(t);
     t->io_error[0] = '\0';
+    t->io_code = NULL;
     free(t->host);
     t->host = NULL;
     t->name_ok = 0;

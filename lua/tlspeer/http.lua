@@ -62,8 +62,9 @@ end
 
 -- A header table whose lookups ignore case ("content-type" finds
 -- "Content-Type"); pairs() shows the names as the server sent them.
+-- tostring() shows it as the header lines, in the order they came.
 local function header_dict()
-  local lower = {}
+  local lower, order = {}, {}
   return setmetatable({}, {
     __index = function(_, k)
       if type(k) == "string" then
@@ -77,11 +78,23 @@ local function header_dict()
         rawset(t, real, v)
       else
         lower[k:lower()] = k
+        order[#order + 1] = k
         rawset(t, k, v)
       end
     end,
+    __tostring = function(t)
+      local lines = {}
+      for _, k in ipairs(order) do
+        local v = rawget(t, k)
+        if v ~= nil then lines[#lines + 1] = k .. ": " .. tostring(v) end
+      end
+      return table.concat(lines, "\n")
+    end,
   })
 end
+
+-- get_response_headers()'s list: tostring() shows its lines.
+local HeaderList = { __tostring = function(t) return table.concat(t, "\n") end }
 
 local function has_crlf(s)
   return s:find("[\r\n]") ~= nil
@@ -224,6 +237,11 @@ function HTTPClient:connect_to_host(host, port, tls_options)
   port = port == nil and -1 or port
   if not is_integer(port) or port < -1 or port == 0 or port > 65535 then
     argerror(2, "connect_to_host", "port 1..65535 or -1 expected")
+  end
+  if type(tls_options) == "boolean" then
+    -- Godot 3's connect_to_host(host, port, use_ssl).
+    argerror(3, "connect_to_host", "TLSOptions expected, got boolean: Godot 3's use_ssl = true "
+      .. "is tls.TLSOptions.client() here, or an \"https://\" host")
   end
   if tls_options ~= nil and getmetatable(tls_options) ~= getmetatable(TLSOptions.client_unsafe()) then
     argerror(3, "connect_to_host", "TLSOptions expected")
@@ -692,7 +710,7 @@ function HTTPClient:get_response_headers()
   local r = self.response
   local copy = {}
   for i, h in ipairs(r and r.headers or {}) do copy[i] = h end
-  return copy
+  return setmetatable(copy, HeaderList)
 end
 
 -- Names as the server sent them; lookups ignore case; a repeated header's
@@ -971,9 +989,12 @@ local REQUEST_OPTIONS = {
   method = "string or number", headers = "table", body = "string",
   tls_options = "TLSOptions", timeout = "number", max_redirects = "number",
   output = "path or open file", sink = "function", chunk_size = "number",
+  keep_error_body = "boolean",
 }
 
 -- tls.request(url, opts) -> body, code, headers | nil, message, code
+-- With output or sink, a status other than 2xx gives nil, message, status,
+-- headers unless opts.keep_error_body.
 function HTTPClient.request_url(url, opts)
   if type(url) ~= "string" then argerror(1, "request", "URL string expected") end
   if opts == nil then opts = {} end
@@ -1064,6 +1085,14 @@ function HTTPClient.request_url(url, opts)
         end
         headers = kept
       end
+    elseif (sink or path) and (status < 200 or status > 299) and not opts.keep_error_body then
+      -- A download that got an error page: the page is not the file asked
+      -- for, so it goes nowhere (keep_error_body = true writes it).
+      client:close()
+      local where = path and ("'" .. printable(path) .. "'")
+        or (opts.output and "the output file" or "the sink")
+      return nil, ("HTTP %d from %s: the body was not written to %s "
+        .. "(keep_error_body = true writes it)"):format(status, printable(url), where), status, dict
     else
       -- The body: in memory, or streamed to the sink / a file.
       local parts, total, file, tmp = {}, 0, nil, nil

@@ -63,4 +63,18 @@ M.run = function(timeout)
   return true
 end
 
-return M
+-- A clock and a sleep for scripts (a game has its own frame clock).
+-- tls.now(): seconds on a monotonic clock (only differences mean anything).
+M.now = core._now
+-- tls.sleep(seconds): blocks the calling thread; nothing is polled meanwhile.
+M.sleep = function(seconds)
+  if type(seconds) ~= "number" or seconds ~= seconds or seconds < 0 then
+    error(("bad argument #1 to 'sleep' (seconds >= 0 expected, got %s)")
+      :format(type(seconds) == "number" and tostring(seconds) or type(seconds)), 2)
+  end
+  core._sleep(seconds)
+end
+
+-- tostring(tls.SomeClass) lists what it has; done last, so that it covers
+-- every class table above.
+return require("tlspeer.classes").decorate(M)
