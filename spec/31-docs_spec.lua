@@ -485,10 +485,20 @@ describe("meta/ (LuaLS definitions)", function()
     assert.same({}, unknown)
   end)
 
-  it("passes lua-language-server --check when it is installed", function()
+  it("passes lua-language-server --check where it is installed, else loads as Lua with ---@meta first", function()
     if not H.run("command -v lua-language-server >/dev/null") then
-      pending("lua-language-server is not installed (neither Debian nor npm provides it here); "
-        .. "the meta files were checked as Lua and for their types above")
+      -- Neither Debian 12 nor npm provides it: what can be checked without
+      -- it is that each file is a definition file that compiles.
+      local files = 0
+      local p = assert(io.popen("ls meta/*.lua"))
+      for f in p:lines() do
+        files = files + 1
+        local src = H.read(f)
+        assert.matches("^%-%-%-@meta", src, nil, false, f)
+        assert.truthy(H.load_string(src, "@" .. f), f)
+      end
+      p:close()
+      assert.is_true(files >= 10)
       return
     end
     local dir = H.tmpdir()
