@@ -467,8 +467,8 @@ static void dirty_all(struct tp_tls *t) { (void)t; }
 static void note_dirty(lua_State *L, struct tp_tls *t)
 {
     idle_list *d;
-    if (!t->wrote || t->status != TLS_CONNECTED)
-        return;
+    if (t->job != NULL || t->status != TLS_CONNECTED || !t->wrote)
+        return;                       /* (a step on a worker writes `wrote`) */
     t->wrote = 0;
     t->dirty_at = tp_now();
     if (t->idle_prev != NULL || (d = idle_of(L, 1)) == NULL)
