@@ -16,6 +16,14 @@ function Server:on(event, handler) end
 ---@return boolean
 function Server:poll() end
 
+---How long this server's own poll() works at most (nil: the module's budget).
+---@param seconds number|nil
+function Server:set_poll_budget(seconds) end
+
+---The budget in seconds poll() uses now.
+---@return number
+function Server:get_poll_budget() end
+
 ---Serves until stop() or `timeout` seconds.
 ---@param timeout? number
 ---@return true
@@ -72,6 +80,14 @@ function Client:on(event, handler) end
 ---One non-blocking step; runs the handlers. True while the connection is, or may become, usable.
 ---@return boolean
 function Client:poll() end
+
+---How long this client's own poll() works at most (nil: the module's budget).
+---@param seconds number|nil
+function Client:set_poll_budget(seconds) end
+
+---The budget in seconds poll() uses now.
+---@return number
+function Client:get_poll_budget() end
 
 ---Blocks until connected (true) or failed (nil, message, code); steps only this client.
 ---@param timeout? number

@@ -430,6 +430,22 @@ function Server:_step(conn)
   return more
 end
 
+-- obj:set_poll_budget(seconds) / obj:get_poll_budget(): how long this
+-- object's own poll() (and its turn in run()) works at most; nil goes back
+-- to tls.set_poll_budget's.  tls.poll() keeps its own budget for all.
+local function set_budget(self, seconds)
+  if seconds ~= nil and (type(seconds) ~= "number" or not (seconds > 0)) then
+    error("bad argument #1 to 'set_poll_budget' (positive number of seconds or nil expected)", 2)
+  end
+  self._budget_time = seconds
+end
+
+local function get_budget(self)
+  return self._budget_time or (loop.get_budget())
+end
+
+Server.set_poll_budget, Server.get_poll_budget = set_budget, get_budget
+
 -- srv:poll(): accepts, handshakes, reads, writes, each without blocking,
 -- for the connections that are ready, within the poll budget; runs the
 -- handlers.  Returns true while the server is listening.
@@ -637,6 +653,8 @@ function Client:_step()
   end
   return more
 end
+
+Client.set_poll_budget, Client.get_poll_budget = set_budget, get_budget
 
 -- c:poll(): one non-blocking step; runs the handlers.  Returns true while
 -- the connection is (or may become) usable.
