@@ -42,6 +42,7 @@ M.pipe = require "tlspeer.pipe"
 
 M.HTTPClient = require "tlspeer.http"
 M.request = require "tlspeer.request"
+M.HTTPRequest = require "tlspeer.httprequest"
 
 local helpers = require "tlspeer.helpers"
 M.listen = helpers.listen
