@@ -31,16 +31,21 @@ build = {
   modules = {
     ["tlspeer"] = "lua/tlspeer/init.lua",
     ["tlspeer.helpers"] = "lua/tlspeer/helpers.lua",
+    ["tlspeer.loop"] = "lua/tlspeer/loop.lua",
     ["tlspeer.pipe"] = "lua/tlspeer/pipe.lua",
     ["tlspeer.http"] = "lua/tlspeer/http.lua",
+    ["tlspeer.httputil"] = "lua/tlspeer/httputil.lua",
+    ["tlspeer.request"] = "lua/tlspeer/request.lua",
+    ["tlspeer.httprequest"] = "lua/tlspeer/httprequest.lua",
     ["tlspeer.options"] = "lua/tlspeer/options.lua",
     ["tlspeer.core"] = {
       sources = {
         "src/aux.c", "src/cabundle.c", "src/core.c", "src/crypto.c",
         "src/hashing.c", "src/key.c", "src/options.c", "src/streampeer.c",
         "src/tcp.c", "src/tls.c", "src/verify.c", "src/x509.c",
+        "src/event.c", "src/workers.c", "src/zstream.c",
       },
-      libraries = { "mbedtls", "mbedx509", "mbedcrypto" },
+      libraries = { "mbedtls", "mbedx509", "mbedcrypto", "z", "pthread" },
       incdirs = { "$(MBEDTLS_INCDIR)" },
       libdirs = { "$(MBEDTLS_LIBDIR)" },
     },

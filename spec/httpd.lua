@@ -190,6 +190,53 @@ function D.crafted(respond, opts)
   return s
 end
 
+-- A crafted proxy: records each request head it gets (s.requests), and
+-- answers `refuse(head)` when that returns a response (a 407, a 403...);
+-- otherwise it serves CONNECT by opening the tunnel (200) and relaying
+-- bytes both ways, and an absolute-form request by answering `answer`
+-- (default: a 200 naming the request line).
+function D.proxy(refuse, answer)
+  return D.crafted(function(head)
+    local refusal = refuse and refuse(head)
+    if refusal then return refusal end
+    local target = head:match("^CONNECT (%S+) HTTP/1%.1\r\n")
+    if not target then
+      local line = head:match("^([^\r\n]*)")
+      return answer or D.response(200, "", "proxied: " .. line)
+    end
+    local host, port = target:match("^%[?(.-)%]?:(%d+)$")
+    local up, pending_up, pending_down, ready = tls.StreamPeerTCP.new(), "", "", false
+    assert(up:connect_to_host(host, tonumber(port)))
+    return function(peer)
+      up:poll()
+      local st = up:get_status()
+      if st == tls.StreamPeerTCP.STATUS_ERROR then return false end
+      if st ~= tls.StreamPeerTCP.STATUS_CONNECTED then return true end
+      if not ready then
+        ready = true
+        pending_down = "HTTP/1.1 200 Connection established\r\n\r\n"
+      end
+      local d = peer:get_partial_data(65536)
+      if not d then up:disconnect_from_host(); return false end
+      pending_up = pending_up .. d
+      d = up:get_partial_data(65536)
+      if not d and pending_down == "" then return false end
+      pending_down = pending_down .. (d or "")
+      if #pending_up > 0 then
+        local n = up:put_partial_data(pending_up)
+        if not n then return false end
+        pending_up = pending_up:sub(n + 1)
+      end
+      if #pending_down > 0 then
+        local n = peer:put_partial_data(pending_down)
+        if not n then return false end
+        pending_down = pending_down:sub(n + 1)
+      end
+      return true
+    end
+  end)
+end
+
 -- A response with a Content-Length.
 function D.response(code, extra, body)
   body = body or ""

@@ -365,11 +365,11 @@ function HTTPClient:_advance_tunnel()
         local why = ("%s refused the tunnel to %s: %d %s"):format(where, target, status,
           U.printable(reason))
         local err = "ERR_CANT_CONNECT"
-        if status == 407 then
+        if status == 407 or status == 401 then
           why = why .. (proxy.auth and " (it refused the credentials given)"
             or " (it wants credentials: give them as user:pass@ in the proxy)")
           err = "ERR_UNAUTHORIZED"
-        elseif status == 401 or status == 403 then
+        elseif status == 403 then
           err = "ERR_UNAUTHORIZED"
         end
         self:_fail(S.STATUS_CANT_CONNECT, why, err)
