@@ -656,7 +656,22 @@ describe("HTTPRequest: redirects and credentials (the origin rule)", function()
 end)
 
 describe("HTTPRequest: the collector", function()
-  it("a collected HTTPRequest closes its socket and removes its partial file", function()
+  it("a request that runs with a listener needs no reference (Godot keeps its node): the result comes", function()
+    local result, body
+    do
+      local req = new_request()
+      req:on("request_completed", function(r, _, _, b) result, body = r, b end)
+      assert(req:request(bin.url("/bytes/30000?seed=5")))
+    end
+    D.drive(function()
+      collectgarbage()
+      return result ~= nil
+    end, nil, 20, "an unreferenced request")
+    assert.equal(R.RESULT_SUCCESS, result)
+    assert.equal(30000, #body)
+  end)
+
+  it("a collected HTTPRequest (nobody references it or listens) closes its socket and removes its partial file", function()
     local dir = H.tmpdir()
     local s = serve(function()
       return "HTTP/1.1 200 OK\r\nContent-Length: 400000\r\n\r\n" .. H.bytes(100000, 1), true

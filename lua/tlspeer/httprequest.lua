@@ -7,9 +7,13 @@
 --
 -- It is an owner of the event core (loop.lua) through a small driver
 -- object: the driver is what the loop knows (sockets' token, timers, the
--- queue of ready work) and it holds the HTTPRequest weakly, so a request
--- nobody references any more is collected: its sockets close with it and
--- its partial download file is removed.  Each step reads at most
+-- queue of ready work).  While a request runs and something listens for
+-- its events, the driver keeps the HTTPRequest alive, as Godot keeps a
+-- node in the tree (so `HTTPRequest.new()` in a local, a listener and
+-- request() is enough: the result still comes); otherwise it holds it
+-- weakly, and a request nobody references or listens to is collected: its
+-- sockets close with it and its partial download file is removed.  Each
+-- step reads at most
 -- loop.budget_bytes, inflates at most a few times that, writes one piece
 -- to the file, and says whether it has more to do at once.
 local core = require "tlspeer.core"
@@ -75,6 +79,26 @@ function Driver:_report(event, err)
   local req = self._ref[1]
   if req then return req:_report(event, err) end
   io.stderr:write(("tlspeer: HTTPRequest '%s': %s\n"):format(event, tostring(err)))
+end
+
+-- The driver keeps the request alive while it runs with listeners.
+function HTTPRequest:_hold()
+  local ev = self._events
+  local heard = #ev.request_completed > 0 or #ev.progress > 0
+  self._driver._keep = (self.job and heard) and self or nil
+end
+
+-- req:on(event, fn): "request_completed", "progress" or "error".
+function HTTPRequest:on(event, fn)
+  if type(event) ~= "string" or not self._events[event] then
+    error(("bad argument #1 to 'on' (%s)"):format(type(event) == "string"
+      and ("unknown event '" .. event .. "'") or "event name expected"), 2)
+  end
+  if type(fn) ~= "function" then error("bad argument #2 to 'on' (function expected)", 2) end
+  local list = self._events[event]
+  list[#list + 1] = fn
+  self:_hold()
+  return self
 end
 
 -- An object whose finalizer runs fn (5.1 and LuaJIT: newproxy; tables get
@@ -281,6 +305,7 @@ function HTTPRequest:_start(fname, url, custom_headers, method, data)
     job.timer = loop.timer(now() + self.timeout, self._driver, job.id)
   end
   self:_connect(job)
+  self:_hold()
   self._driver:_queue(self._driver)         -- the first step, at the next poll
   return true
 end
@@ -340,6 +365,7 @@ end
 -- timer, the decoder, the partial file (unless `keep_file`, after its
 -- rename).
 function HTTPRequest:_release(job)
+  self._driver._keep = nil
   if job.timer then job.timer.cancelled = true end
   if job.watched then loop.unwatch(job.watched); job.watched = nil end
   if job.client then job.client:close() end
@@ -610,7 +636,7 @@ function HTTPRequest:_complete(job)
     self._dl.tmp = nil
     return self:_finish(R.RESULT_SUCCESS, code, headers, "")
   end
-  return self:_finish(R.RESULT_SUCCESS, code, headers, table.concat(job.parts))
+  return self:_finish(R.RESULT_SUCCESS, code, headers, core._join(job.parts))
 end
 
 ------------------------------------------------------------------ polling
