@@ -751,3 +751,44 @@ describe("tls.request: content codings and timeouts", function()
     assert.matches("body_size_limit", r[2], 1, true)
   end)
 end)
+
+describe("regressions", function()
+  -- A client's TLS sessions were cached per host name only: a TLS 1.3
+  -- session from httpbin made the next handshake with a TLS 1.2 server on
+  -- another port of 127.0.0.1 offer only TLS 1.3 (mbedtls resumes in the
+  -- session's version), and fail, every time after.
+  it("sessions are per host and port, and one whose resumption failed is forgotten", function()
+    local opts = D.client_tls()
+    local body, code = tls.request(bin.url("/get"), { tls_options = opts })
+    assert.equal(200, code, body)
+    local args = "-www -tls1_2 -cert certs/server.crt -key certs/server.key"
+    local s12 = H.s_server(args)
+    local ok, status = tls.request(("https://127.0.0.1:%d/"):format(s12.port), { tls_options = opts })
+    s12.stop()
+    assert.is_string(ok, status)
+    assert.equal(200, status)
+    -- The same port, first TLS 1.3, then (restarted) TLS 1.2 only.
+    local s13 = H.s_server("-www -tls1_3 -cert certs/server.crt -key certs/server.key")
+    local port = s13.port
+    ok, status = tls.request(("https://127.0.0.1:%d/"):format(port), { tls_options = opts })
+    assert.equal(200, status, status)
+    s13.stop()
+    local dir = H.tmpdir()
+    local p = assert(io.popen(("openssl s_server -accept 127.0.0.1:%d %s >%s 2>&1 </dev/null & echo $!")
+      :format(port, args, H.q(dir .. "/out"))))
+    local pid = tonumber(p:read("*l"))
+    p:close()
+    local function up()
+      local t = tls.StreamPeerTCP.new()
+      t:connect_to_host("127.0.0.1", port)
+      return H.connected(t, 1) == tls.StreamPeerTCP.STATUS_CONNECTED
+    end
+    assert.is_true(H.wait_for(up, 5), H.read(dir .. "/out"))
+    local first = { tls.request(("https://127.0.0.1:%d/"):format(port), { tls_options = opts }) }
+    local second = { tls.request(("https://127.0.0.1:%d/"):format(port), { tls_options = opts }) }
+    H.kill(pid)
+    -- The first may fail (it offered the old session); the next is a full
+    -- handshake.
+    assert.equal(200, second[2], tostring(second[2]) .. " after " .. tostring(first[2]))
+  end)
+end)
