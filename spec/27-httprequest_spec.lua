@@ -788,7 +788,9 @@ describe("regressions", function()
     s12.stop()
     assert.is_string(ok, status)
     assert.equal(200, status)
-    -- The same port, first TLS 1.3, then (restarted) TLS 1.2 only.
+    -- The same port, first TLS 1.3, then (restarted) TLS 1.2 only (mbedtls
+    -- 2.28 has no TLS 1.3: nothing to resume across versions there).
+    if not tls.mbedtls_version:match("^3%.") then return end
     local s13 = H.s_server("-www -tls1_3 -cert certs/server.crt -key certs/server.key")
     local port = s13.port
     ok, status = tls.request(("https://127.0.0.1:%d/"):format(port), { tls_options = opts })
