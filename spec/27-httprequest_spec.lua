@@ -801,14 +801,16 @@ describe("regressions", function()
       :format(port, args, H.q(dir .. "/out"))))
     local pid = tonumber(p:read("*l"))
     p:close()
-    local function up()
+    local function up()            -- (s_server serves one connection at a time)
       local t = tls.StreamPeerTCP.new()
       t:connect_to_host("127.0.0.1", port)
-      return H.connected(t, 1) == tls.StreamPeerTCP.STATUS_CONNECTED
+      local st = H.connected(t, 1)
+      t:disconnect_from_host()
+      return st == tls.StreamPeerTCP.STATUS_CONNECTED
     end
     assert.is_true(H.wait_for(up, 5), H.read(dir .. "/out"))
-    local first = { tls.request(("https://127.0.0.1:%d/"):format(port), { tls_options = opts }) }
-    local second = { tls.request(("https://127.0.0.1:%d/"):format(port), { tls_options = opts }) }
+    local first = { tls.request(("https://127.0.0.1:%d/"):format(port), { tls_options = opts, timeout = 10 }) }
+    local second = { tls.request(("https://127.0.0.1:%d/"):format(port), { tls_options = opts, timeout = 10 }) }
     H.kill(pid)
     -- The first may fail (it offered the old session); the next is a full
     -- handshake.
