@@ -299,6 +299,8 @@ TP_HIDDEN const char *tp_tcp_error(struct tp_tcp *t);
 TP_HIDDEN const char *tp_tcp_error_code(struct tp_tcp *t);   /* or NULL */
 TP_HIDDEN void tp_tcp_disconnect(struct tp_tcp *t);
 TP_HIDDEN void tp_tcp_peer_text(struct tp_tcp *t, char *buf, size_t len);
+/* The port connect_to_host was given (0 before one). */
+TP_HIDDEN int tp_tcp_port(struct tp_tcp *t);
 TP_HIDDEN void tp_tcp_set_no_delay(struct tp_tcp *t);
 TP_HIDDEN tp_watch *tp_tcp_watch_of(struct tp_tcp *t);
 

@@ -641,6 +641,11 @@ void tp_tcp_peer_text(struct tp_tcp *t, char *buf, size_t len)
                  t->host, t->port);
 }
 
+int tp_tcp_port(struct tp_tcp *t)
+{
+    return t->port;
+}
+
 /* ------------------------------------------------ StreamPeerTCP methods */
 
 static struct tp_tcp *checktcp(lua_State *L)

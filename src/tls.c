@@ -37,6 +37,7 @@ struct tp_tls {
     int status;
     unsigned char ssl_ready, is_server, unsafe, eof;
     unsigned char offered;       /* a cached session was offered */
+    unsigned char drop_session;  /* the offered one failed: forget it */
     unsigned char save_session;  /* a session to keep for next time */
     unsigned char resumed;       /* the handshake resumed a session */
     unsigned char bio_eof;       /* the transport reported its end */
@@ -200,7 +201,7 @@ static int bio_recv_tcp(void *ctx, unsigned char *buf, size_t len)
 {
     struct tp_tls *t = ctx;
     /* A blocking read waits in recv() itself (never on a worker's step). */
-    long n = t->read_deadline > 0 && t->job == NULL
+    long n = t->read_deadline > 0
                  ? tp_tcp_recv_wait(t->tcp, buf, len, t->read_deadline)
                  : tp_tcp_recv(t->tcp, buf, len);
     if (n > 0) {
@@ -895,6 +896,8 @@ static void handshake_result(struct tp_tls *t, int ret)
         t->last_want = ret;
         return;
     }
+    if (t->offered && !t->is_server)
+        t->drop_session = 1;
     handshake_failed(t, ret);
     end_verify(t);
 }
@@ -939,11 +942,36 @@ static int session_gc(lua_State *L)
     return 0;
 }
 
+/* The cache key of a client's sessions: the name verified and the port
+ * connected to, so that two servers on one host (another TLS stack,
+ * another version) never get each other's sessions. */
+static const char *session_key(const struct tp_tls *t, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s:%d", host_of(t), t->tcp != NULL ? tp_tcp_port(t->tcp) : 0);
+    return buf;
+}
+
 /* After an I/O call: keeps the session a client may resume next time, in
- * the cache of its options (user value 2 of the peer at index 1). */
+ * the cache of its options (user value 2 of the peer at index 1); forgets
+ * an offered one whose handshake failed (mbedtls offers only the version
+ * of a session it resumes: kept, it would fail every handshake after). */
 static void settle(lua_State *L, struct tp_tls *t)
 {
     tp_session *b;
+    char key[300];
+    if (t->drop_session) {
+        t->drop_session = 0;
+        lua_getiuservalue(L, 1, 2);
+        if (!lua_isnil(L, -1)) {
+            tp_options_push_sessions(L, -1);
+            if (lua_istable(L, -1)) {
+                lua_pushnil(L);
+                lua_setfield(L, -2, session_key(t, key, sizeof key));
+            }
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
     if (!t->save_session || t->status != TLS_CONNECTED || t->is_server)
         return;
     t->save_session = 0;
@@ -967,7 +995,7 @@ static void settle(lua_State *L, struct tp_tls *t)
     mbedtls_ssl_session_init(&b->s);
     b->ready = 1;
     if (mbedtls_ssl_get_session(&t->ssl, &b->s) == 0)
-        lua_setfield(L, -2, host_of(t));  /* sessions[host] = b */
+        lua_setfield(L, -2, session_key(t, key, sizeof key));
     else
         lua_pop(L, 1);
     lua_pop(L, 2);
@@ -977,10 +1005,11 @@ static void settle(lua_State *L, struct tp_tls *t)
 static void offer_session(lua_State *L, struct tp_tls *t, int opt)
 {
     tp_session *b;
+    char key[300];
     t->offered = 0;
     tp_options_push_sessions(L, opt);
     if (lua_istable(L, -1)) {
-        lua_getfield(L, -1, host_of(t));
+        lua_getfield(L, -1, session_key(t, key, sizeof key));
         b = luaL_testudata(L, -1, TP_SESSION);
         if (b != NULL && b->ready && mbedtls_ssl_set_session(&t->ssl, &b->s) == 0)
             t->offered = 1;
@@ -1343,6 +1372,20 @@ static void nap(double seconds)
     nanosleep(&ts, NULL);
 }
 
+/* Lets reads wait in recv() until the deadline (0: stop waiting).  The
+ * field is read by a step on a worker, so it only changes while none is in
+ * flight; returns whether reads now wait. */
+static int blocking_reads(struct tp_tls *t, double deadline)
+{
+    if (t->job != NULL)
+        return 0;
+    if (t->tcp == NULL)
+        deadline = 0;
+    if (t->read_deadline != deadline)
+        t->read_deadline = deadline;
+    return deadline > 0;
+}
+
 /* Waits for the transport as mbedtls asked last: poll(2) on a socket, short
  * growing naps for a Lua stream.  Returns 0 once the deadline has passed,
  * 1 when it is worth trying again. */
@@ -1377,9 +1420,9 @@ static int finish_handshake(struct tp_tls *t, double deadline)
         /* A blocking call holds its caller anyway: the steps run here, and
          * wait for the network in recv() (read_deadline), with none of the
          * hand-offs to a worker and back. */
-        t->read_deadline = t->tcp != NULL ? deadline : 0;
+        blocking_reads(t, deadline);
         handshake_step(t);
-        t->read_deadline = 0;
+        blocking_reads(t, 0);
         if (t->status == TLS_CONNECTED)
             return 1;
         if (t->status != TLS_HANDSHAKING)
@@ -1501,9 +1544,9 @@ static int tls_get_data_io(lua_State *L)
             io_failed(t, (int)r);
             continue;
         }
-        t->read_deadline = t->tcp != NULL ? deadline : 0;
+        blocking_reads(t, deadline);
         r = fill(t, want - t->in.len);
-        t->read_deadline = 0;
+        blocking_reads(t, 0);
         if (r > 0)
             continue;
         if (r < 0)

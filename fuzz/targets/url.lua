@@ -212,7 +212,7 @@ end
 
 local ALLOWED = { host = true, ["user-agent"] = true, accept = true, ["content-length"] = true,
                   authorization = true, cookie = true, ["proxy-authorization"] = true,
-                  ["x-fuzz"] = true }
+                  ["x-fuzz"] = true, ["accept-encoding"] = true }
 
 ------------------------------------------------------------------ modes
 

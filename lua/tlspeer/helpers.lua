@@ -70,6 +70,9 @@ local function events(names)
   return t
 end
 
+-- For the other helper objects (HTTPRequest): the same listeners.
+M._Emitter, M._events = Emitter, events
+
 ---------------------------------------------------------------- options
 
 -- What tls.listen and tls.connect take (see tlspeer.options); anything

@@ -40,15 +40,15 @@ end
 
 M.pipe = require "tlspeer.pipe"
 
-local http = require "tlspeer.http"
-M.HTTPClient = http
-M.request = http.request_url
+M.HTTPClient = require "tlspeer.http"
+M.request = require "tlspeer.request"
+M.HTTPRequest = require "tlspeer.httprequest"
 
 local helpers = require "tlspeer.helpers"
 M.listen = helpers.listen
 M.connect = helpers.connect
 
--- One call per frame: a step of every live helper object.
+-- One call per frame: a step of every live helper object (HTTPRequests too).
 local loop = require "tlspeer.loop"
 M.poll = function(budget) return loop.poll(budget) end
 M.set_poll_budget = loop.set_budget
