@@ -5,6 +5,8 @@
 #   make demo            the TLS server and client demo
 #   make certs           dev CA, server and client certificates in certs/
 #   make install         PREFIX=/usr/local DESTDIR=
+#   make repl            a Lua prompt with tlspeer loaded from this checkout
+#   make env             the LUA_PATH / LUA_CPATH that find this build
 #   make MBEDTLS=tlspeer|debian|system           which mbedtls (tlspeer default)
 #   make LUA=5.1|5.2|5.3|5.4|luajit              for another Lua (5.4 default)
 
@@ -93,6 +95,30 @@ all: $(TARGET)
 ifeq ($(BUILD),build)
 	@mkdir -p tlspeer && cp -f $(TARGET) tlspeer/core.so
 endif
+ifeq ($(filter-out all,$(MAKECMDGOALS)),)
+	@echo
+	@echo "Built $(TARGET) for $(LUA_BIN). To use it from this checkout:"
+	@echo "  make repl$(LUA_ARG)       a $(LUA_BIN) prompt with tls = require \"tlspeer\""
+	@echo "  eval \"\$$(make -s env$(LUA_ARG))\"   LUA_PATH and LUA_CPATH for this shell, then"
+	@echo "                  $(LUA_BIN) -e 'print(require(\"tlspeer\").Crypto)' works anywhere"
+	@echo "  make install     installs it (PREFIX=/usr/local); the reference is docs/README.md"
+endif
+
+# From the checkout, without installing: the paths that find the Lua layer
+# in lua/ and the C core in $(BUILD)/ (absolute, so any directory works).
+LUA_ARG       = $(if $(filter-out 5.4,$(LUA)), LUA=$(LUA))
+CHECKOUT_PATH = $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;
+CHECKOUT_CPATH = $(CURDIR)/$(BUILD)/?.so;;
+
+.PHONY: env repl
+env:
+	@echo "export LUA_PATH='$(CHECKOUT_PATH)'"
+	@echo "export LUA_CPATH='$(CHECKOUT_CPATH)'"
+
+repl: all
+	@env -u LUA_PATH_5_4 -u LUA_PATH_5_3 -u LUA_PATH_5_2 -u LUA_CPATH_5_4 -u LUA_CPATH_5_3 \
+	  -u LUA_CPATH_5_2 LUA_PATH='$(CHECKOUT_PATH)' LUA_CPATH='$(CHECKOUT_CPATH)' $(LUA_BIN) -i -e \
+	  'tls = require "tlspeer" print("tlspeer " .. tls._VERSION:match("%S+$$") .. " on mbedtls " .. tls.mbedtls_version .. ": tls = require \"tlspeer\"; print(tls.Crypto) lists a class; docs/README.md")'
 
 # Rebuild everything when the flags change (another mbedtls, -Werror...).
 $(BUILD)/.flags: FORCE
@@ -216,21 +242,26 @@ ca-bundle:
 	  > certs/ca-certificates.crt.tmp && mv certs/ca-certificates.crt.tmp certs/ca-certificates.crt
 	@echo "certs/ca-certificates.crt: $$(grep -c 'BEGIN CERTIFICATE' certs/ca-certificates.crt) certificates"
 
+# The LuaLS definition files go to $(TLSPEER_SHAREDIR)/meta: add that
+# folder to an editor's "Lua.workspace.library".
 install: all
 	install -d $(DESTDIR)$(LUA_LIBDIR)/tlspeer $(DESTDIR)$(LUA_SHAREDIR)/tlspeer
 	install -m 0755 $(TARGET) $(DESTDIR)$(LUA_LIBDIR)/tlspeer/core.so
 	install -m 0644 lua/tlspeer/*.lua $(DESTDIR)$(LUA_SHAREDIR)/tlspeer/
 	install -m 0644 certs/ca-certificates.crt $(DESTDIR)$(LUA_SHAREDIR)/tlspeer/ca-certificates.crt
+	install -d $(DESTDIR)$(TLSPEER_SHAREDIR)/meta
+	install -m 0644 meta/*.lua $(DESTDIR)$(TLSPEER_SHAREDIR)/meta/
 
 uninstall:
 	rm -f $(DESTDIR)$(LUA_LIBDIR)/tlspeer/core.so
 	rm -f $(addprefix $(DESTDIR)$(LUA_SHAREDIR)/tlspeer/,$(notdir $(wildcard lua/tlspeer/*.lua)) ca-certificates.crt)
+	rm -f $(addprefix $(DESTDIR)$(TLSPEER_SHAREDIR)/meta/,$(notdir $(wildcard meta/*.lua)))
 
 clean:
 	rm -rf $(BUILD) tlspeer
 
 # ------------------------------------------------------------------ fuzzing
-# make fuzz [FUZZ_TIME=60] [FUZZ_TARGETS="key cert tls_server tls_client http streampeer"]
+# make fuzz [FUZZ_TIME=60] [FUZZ_TARGETS="key cert tls_server tls_client tls_pair http url streampeer"]
 # builds the libFuzzer harnesses in fuzz/build/ (clang, ASan + UBSan,
 # tlspeer's sources compiled in, Debian's mbedtls 2.28 and liblua5.4) and
 # runs each for FUZZ_TIME seconds from its seeds in fuzz/corpus/<name>/
@@ -238,7 +269,7 @@ clean:
 # fuzz/build/crashes/<name>/).  See fuzz/README.md.
 FUZZ_CC      ?= clang
 FUZZ_TIME    ?= 60
-FUZZ_TARGETS ?= key cert tls_server tls_client http streampeer websocket
+FUZZ_TARGETS ?= key cert tls_server tls_client tls_pair http url streampeer websocket
 FUZZ_CFLAGS  ?= -g -O1 -fno-omit-frame-pointer
 FUZZ_SAN     ?= -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_ARGS    ?=
@@ -267,7 +298,8 @@ $(FUZZ_BUILD)/obj/%.o: src/%.c src/aux.h src/compat.h
 	$(FUZZ_CC) $(FUZZ_ALL_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
 $(FUZZ_BUILD)/key $(FUZZ_BUILD)/cert $(FUZZ_BUILD)/tls_server $(FUZZ_BUILD)/tls_client \
-  $(FUZZ_BUILD)/http $(FUZZ_BUILD)/streampeer $(FUZZ_BUILD)/websocket: \
+  $(FUZZ_BUILD)/tls_pair $(FUZZ_BUILD)/http $(FUZZ_BUILD)/url $(FUZZ_BUILD)/streampeer \
+  $(FUZZ_BUILD)/websocket: \
   $(FUZZ_BUILD)/%: fuzz/harness.c $(FUZZ_OBJS)
 	$(FUZZ_CC) $(FUZZ_ALL_CFLAGS) -DFUZZ_TARGET='"$*"' -DFUZZ_ROOT='"$(CURDIR)"' \
 	  -o $@ fuzz/harness.c $(FUZZ_OBJS) -lmbedtls -lmbedx509 -lmbedcrypto -lz $(FUZZ_LUALIB) -lm

@@ -2,8 +2,9 @@
 -- lua5.1...) as well as with tlspeer installed: the Lua layer from lua/,
 -- the C core from the build directory of the running Lua (what `make
 -- LUA=...` builds: build/ for 5.4, build-luajit/, build-lua5.1/...), or
--- from $TLSPEER_BUILD.
-local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
+-- from $TLSPEER_BUILD.  (Outside a checkout: eval "$(make -s env)", or
+-- make install, and plain require "tlspeer" works.)  Returns the checkout.
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
 local root = here .. "/.."
 local build = os.getenv("TLSPEER_BUILD")
 if not build then

@@ -44,9 +44,11 @@ client:on("connection_established", function()
   print(("client: connected to %s"):format(tostring(peer)))
   print(("client: version %s, cipher %s, ALPN %s"):format(peer:get_tls_version(),
     peer:get_cipher_suite(), peer:get_alpn_protocol() or "none"))
+  -- get_not_after() is "YYYYMMDDhhmmss" UTC; shown as tostring(cert) does.
+  local expires = cert:get_not_after():gsub("^(%d%d%d%d)(%d%d)(%d%d)(%d%d)(%d%d)(%d%d)$",
+                                            "%1-%2-%3 %4:%5:%6 UTC")
   print(("client: server certificate: %s, issued by %s, for %s, expires %s")
-    :format(cert:get_subject(), cert:get_issuer(), table.concat(cert:get_san(), " "),
-            cert:get_not_after()))
+    :format(cert:get_subject(), cert:get_issuer(), table.concat(cert:get_san(), " "), expires))
   client:send("Hello, secure world!\n")
 end)
 client:on("data_received", function(data)

@@ -11,9 +11,9 @@ local tls = require "tlspeer"
 io.stdout:setvbuf("line")    -- progress shows at once, also in a pipe
 local HTTPClient = tls.HTTPClient
 
--- Stands in for Godot's `yield(get_tree(), "idle_frame")`.
-local frame = require("tlspeer.core")._sleep
-local function next_frame() frame(0.005) end
+-- Stands in for Godot's `yield(get_tree(), "idle_frame")`: a game returns
+-- from its update and goes on next frame.
+local function next_frame() tls.sleep(0.005) end
 
 local url = arg[1] or "https://example.com/"
 local scheme, host, port, path = HTTPClient.parse_url(url)

@@ -193,17 +193,3 @@ function Server:get_connections() end
 ---@param write_mode? integer
 ---@return integer count
 function Server:broadcast(message, write_mode) end
-
----@class tlspeer
----@field WebSocketPeer tlspeer.WebSocketPeer
-local tls = {}
-
----@param opts {port?: integer, bind?: string, certificate?: string|userdata, key?: string|userdata, key_password?: string, trusted?: string|userdata, verify?: string, min_version?: string, ciphersuites?: string[], handshake_timeout?: number, protocols?: string[], handshake_headers?: string[], compression?: boolean, inbound_buffer_size?: integer, outbound_buffer_size?: integer, max_queued_packets?: integer, heartbeat_interval?: number}
----@return tlspeer.WebSocketServer|nil
----@return string? message
----@return string? code
-function tls.ws_listen(opts) end
-
----@param opts {url: string, trusted?: string|userdata, unsafe?: boolean, certificate?: string|userdata, key?: string|userdata, key_password?: string, common_name?: string, min_version?: string, ciphersuites?: string[], timeout?: number, protocols?: string[], handshake_headers?: string[], compression?: boolean, inbound_buffer_size?: integer, outbound_buffer_size?: integer, max_queued_packets?: integer, heartbeat_interval?: number}
----@return tlspeer.WebSocketConnection
-function tls.ws_connect(opts) end

@@ -31,23 +31,31 @@ build = {
   modules = {
     ["tlspeer"] = "lua/tlspeer/init.lua",
     ["tlspeer.helpers"] = "lua/tlspeer/helpers.lua",
+    ["tlspeer.loop"] = "lua/tlspeer/loop.lua",
     ["tlspeer.pipe"] = "lua/tlspeer/pipe.lua",
     ["tlspeer.http"] = "lua/tlspeer/http.lua",
+    ["tlspeer.httputil"] = "lua/tlspeer/httputil.lua",
+    ["tlspeer.request"] = "lua/tlspeer/request.lua",
+    ["tlspeer.httprequest"] = "lua/tlspeer/httprequest.lua",
     ["tlspeer.options"] = "lua/tlspeer/options.lua",
     ["tlspeer.websocket"] = "lua/tlspeer/websocket.lua",
     ["tlspeer.websocket_helpers"] = "lua/tlspeer/websocket_helpers.lua",
+    ["tlspeer.classes"] = "lua/tlspeer/classes.lua",
     ["tlspeer.core"] = {
       sources = {
-        "src/aux.c", "src/cabundle.c", "src/core.c", "src/crypto.c",
+        "src/aux.c", "src/cabundle.c", "src/core.c", "src/crypto.c", "src/event.c",
         "src/hashing.c", "src/key.c", "src/options.c", "src/streampeer.c",
-        "src/tcp.c", "src/tls.c", "src/verify.c", "src/x509.c",
-        "src/wsframe.c",
+        "src/tcp.c", "src/tls.c", "src/verify.c", "src/workers.c", "src/wsframe.c",
+        "src/x509.c", "src/zstream.c",
       },
-      libraries = { "mbedtls", "mbedx509", "mbedcrypto" },
+      libraries = { "mbedtls", "mbedx509", "mbedcrypto", "z", "pthread" },
       incdirs = { "$(MBEDTLS_INCDIR)" },
       libdirs = { "$(MBEDTLS_LIBDIR)" },
     },
   },
+  -- The reference and the LuaLS definitions (meta/: point an editor's
+  -- Lua.workspace.library at the rock's meta folder, `luarocks show tlspeer`).
+  copy_directories = { "docs", "meta" },
   -- The fallback CA bundle goes next to init.lua, where the module looks.
   install = {
     lua = { ["tlspeer.ca-certificates"] = "certs/ca-certificates.crt" },

@@ -10,7 +10,7 @@ case "${1:-5.4}" in
   luajit) lua="luajit libluajit-5.1-dev" ;;
   *) echo "tlspeer: unknown Lua runtime '$1' (5.1, 5.2, 5.3, 5.4 or luajit)" >&2; exit 2 ;;
 esac
-pkgs="$lua libmbedtls-dev zlib1g-dev lua-busted openssl pkg-config gcc make nginx-light python3 ca-certificates iproute2 python3-websockets chromium nodejs"
+pkgs="$lua libmbedtls-dev zlib1g-dev lua-busted openssl pkg-config gcc make nginx-light python3 ca-certificates iproute2 python3-httpbin gunicorn tinyproxy python3-websockets chromium nodejs"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

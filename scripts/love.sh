@@ -35,9 +35,10 @@ TLSPEER_LOVE_SHOT="${LOVE_SHOT:-$work/shot.png}" \
   timeout 60 xvfb-run -a love examples/love >"$work/out.log" 2>&1 || rc=$?
 cat "$work/out.log"
 grep -q '^\[love\] https: 200, 30 bytes' "$work/out.log"
+grep -q '^\[love\] httprequest: 200, 30 bytes' "$work/out.log"
 grep -q '^\[love\] echo: 3/3 messages echoed' "$work/out.log"
 grep -q '^\[love\] websocket: 3/3 messages echoed' "$work/out.log"
 grep -q '^\[love\] result: OK' "$work/out.log"
 [ -s "${LOVE_SHOT:-$work/shot.png}" ] || { echo "love: no screenshot was saved" >&2; exit 1; }
 [ "$rc" -eq 0 ] || { echo "love: exit code $rc" >&2; exit 1; }
-echo "love: the example game ran in LÖVE: HTTPS, the TLS echo and the WebSocket worked, the frame was drawn"
+echo "love: the example game ran in LÖVE: HTTPS (HTTPClient and HTTPRequest), the TLS echo and the WebSocket worked, the frame was drawn"

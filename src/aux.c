@@ -298,13 +298,16 @@ int tp_rng_random(void *ctx, unsigned char *out, size_t len)
 {
     tp_rngbox *b = ctx;
     pid_t pid = getpid();
-    if (b->pid != pid) {
+    /* Handshake steps on worker threads draw too (the DRBG has its own
+     * lock): the pid is read and set atomically, and two first draws in a
+     * child both reseeding does no harm. */
+    if (__atomic_load_n(&b->pid, __ATOMIC_ACQUIRE) != pid) {
         int err = mbedtls_ctr_drbg_reseed(&b->drbg,
                                           (const unsigned char *)&pid,
                                           sizeof pid);
         if (err != 0)
             return err;
-        b->pid = pid;
+        __atomic_store_n(&b->pid, pid, __ATOMIC_RELEASE);
     }
     return mbedtls_ctr_drbg_random(&b->drbg, out, len);
 }

@@ -287,13 +287,20 @@ struct tp_tcp;
 TP_HIDDEN struct tp_tcp *tp_testtcp(lua_State *L, int idx); /* or NULL */
 TP_HIDDEN int tp_tcp_status(struct tp_tcp *t);  /* advances a connect */
 TP_HIDDEN int tp_tcp_fd(struct tp_tcp *t);
+/* tp_tcp_recv, waiting in recv() until the deadline (tp_now()) when the
+ * socket allows: for blocking reads, on the Lua thread only. */
+TP_HIDDEN long tp_tcp_recv_wait(struct tp_tcp *t, unsigned char *buf,
+                                size_t len, double deadline);
 /* >0 bytes, 0 would block, -1 EOF, -2 error (see tp_tcp_error). */
 TP_HIDDEN long tp_tcp_recv(struct tp_tcp *t, unsigned char *buf, size_t len);
 TP_HIDDEN long tp_tcp_send(struct tp_tcp *t, const unsigned char *buf,
                            size_t len);
 TP_HIDDEN const char *tp_tcp_error(struct tp_tcp *t);
+TP_HIDDEN const char *tp_tcp_error_code(struct tp_tcp *t);   /* or NULL */
 TP_HIDDEN void tp_tcp_disconnect(struct tp_tcp *t);
 TP_HIDDEN void tp_tcp_peer_text(struct tp_tcp *t, char *buf, size_t len);
+/* The port connect_to_host was given (0 before one). */
+TP_HIDDEN int tp_tcp_port(struct tp_tcp *t);
 TP_HIDDEN void tp_tcp_set_no_delay(struct tp_tcp *t);
 TP_HIDDEN tp_watch *tp_tcp_watch_of(struct tp_tcp *t);
 

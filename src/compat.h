@@ -11,6 +11,7 @@
 
 #include <lua.h>
 #include <lauxlib.h>
+#include <string.h>
 
 #include <mbedtls/version.h>
 #if MBEDTLS_VERSION_NUMBER >= 0x03000000
@@ -180,7 +181,30 @@ static inline int tp_checkoption(lua_State *L, int arg, const char *def,
         t != LUA_TNUMBER)
         luaL_argerror(L, arg, lua_pushfstring(L, "string expected, got %s",
                                               luaL_typename(L, arg)));
-    return luaL_checkoption(L, arg, def, list);
+    {
+        const char *name = def ? luaL_optstring(L, arg, def)
+                               : luaL_checkstring(L, arg);
+        luaL_Buffer b;
+        int i;
+        for (i = 0; list[i] != NULL; i++)
+            if (strcmp(list[i], name) == 0)
+                return i;
+        /* The message names every choice: "invalid option 'P-384'
+         * (expected "secp256r1", "secp384r1" or "secp521r1")". */
+        luaL_buffinit(L, &b);
+        lua_pushfstring(L, "invalid option '%s' (expected ", name);
+        luaL_addvalue(&b);
+        for (i = 0; list[i] != NULL; i++) {
+            if (i > 0)
+                luaL_addstring(&b, list[i + 1] != NULL ? ", " : " or ");
+            luaL_addchar(&b, '"');
+            luaL_addstring(&b, list[i]);
+            luaL_addchar(&b, '"');
+        }
+        luaL_addchar(&b, ')');
+        luaL_pushresult(&b);
+        return luaL_argerror(L, arg, lua_tostring(L, -1));
+    }
 }
 
 /* Several user values per userdata is 5.4's; before, the one user value

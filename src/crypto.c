@@ -7,6 +7,7 @@
 
 #include <arpa/inet.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include <mbedtls/asn1write.h>
@@ -112,6 +113,21 @@ static int crypto_generate_ec(lua_State *L)
     mbedtls_pk_context *pk;
     int err;
     CHECK_CRYPTO(L);
+    /* The curves' other common names: NIST's and OpenSSL's. */
+    if (lua_type(L, 2) == LUA_TSTRING) {
+        static const char *const aliases[][2] = {
+            {"P-256", "secp256r1"}, {"prime256v1", "secp256r1"},
+            {"P-384", "secp384r1"}, {"P-521", "secp521r1"},
+        };
+        const char *given = lua_tostring(L, 2);
+        size_t i;
+        for (i = 0; i < sizeof aliases / sizeof aliases[0]; i++)
+            if (strcasecmp(given, aliases[i][0]) == 0) {
+                lua_pushstring(L, aliases[i][1]);
+                lua_replace(L, 2);
+                break;
+            }
+    }
     which = tp_checkoption(L, 2, "secp256r1", curve_names);
     pk = tp_newkey(L);
     err = mbedtls_pk_setup(pk, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY));

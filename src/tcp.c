@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -46,7 +47,9 @@ struct tp_tcp {
     unsigned char peer_closed;   /* EOF seen: buffered bytes still readable */
     unsigned char no_delay;
     unsigned char resolving;     /* res->job is on a DNS worker */
+    unsigned char blocking;      /* the socket blocks (see "sockets") */
     double timeout;              /* seconds; get_data/put_data */
+    double rcvtimeo;             /* SO_RCVTIMEO as last set (0: none) */
     char host[INET6_ADDRSTRLEN];
     int port;
     /* bind() before connect_to_host() */
@@ -81,23 +84,32 @@ static void set_nonblock_cloexec(int fd)
 }
 
 /* New sockets, accepted or connecting, are non-blocking and close-on-exec
- * from the start where the system can (Linux: one call instead of five). */
+ * from the start where the system can (Linux: one call instead of five).
+ *
+ * A connected socket is left in blocking mode: every call that must not
+ * wait passes MSG_DONTWAIT, so the event core and the frame never block
+ * on it, while a blocking read (get_data) can sleep in recv() itself, with
+ * SO_RCVTIMEO for its deadline, instead of a recv() that says EAGAIN and a
+ * poll() before the recv() that reads (two system calls fewer per read).
+ * Only connect() needs O_NONBLOCK: it is dropped once connected. */
 #if defined(__linux__) && defined(SOCK_NONBLOCK) && defined(SOCK_CLOEXEC)
 int accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags);
-static int tp_accept_nonblock(int fd, struct sockaddr *sa, socklen_t *len)
+static int accept_blocking(int fd, struct sockaddr *sa, socklen_t *len)
 {
-    return accept4(fd, sa, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    return accept4(fd, sa, len, SOCK_CLOEXEC);
 }
 static int tp_socket_nonblock(int family)
 {
     return socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 }
 #else
-static int tp_accept_nonblock(int fd, struct sockaddr *sa, socklen_t *len)
+static int accept_blocking(int fd, struct sockaddr *sa, socklen_t *len)
 {
-    int c = accept(fd, sa, len);
-    if (c >= 0)
-        set_nonblock_cloexec(c);
+    int c = accept(fd, sa, len), fl;
+    if (c >= 0 && (fl = fcntl(c, F_GETFD)) >= 0)
+        fcntl(c, F_SETFD, fl | FD_CLOEXEC);
+    if (c >= 0 && (fl = fcntl(c, F_GETFL)) >= 0 && (fl & O_NONBLOCK))
+        fcntl(c, F_SETFL, fl & ~O_NONBLOCK);   /* BSDs inherit it */
     return c;
 }
 static int tp_socket_nonblock(int family)
@@ -108,6 +120,32 @@ static int tp_socket_nonblock(int family)
     return fd;
 }
 #endif
+
+/* Connected: the socket may block from now on (see above). */
+static void set_blocking(struct tp_tcp *t)
+{
+    int fl = fcntl(t->fd, F_GETFL);
+    if (fl >= 0 && fcntl(t->fd, F_SETFL, fl & ~O_NONBLOCK) == 0)
+        t->blocking = 1;
+}
+
+/* Sets SO_RCVTIMEO for a recv() that may wait `left` seconds, unless the
+ * value set last is close enough (within 1 %, and never longer than left
+ * by more than that): a blocking read costs no extra system call. */
+static void set_rcvtimeo(struct tp_tcp *t, double left)
+{
+    struct timeval tv;
+    if (t->rcvtimeo > 0 && left <= t->rcvtimeo && left >= t->rcvtimeo * 0.99)
+        return;
+    tv.tv_sec = (time_t)left;
+    tv.tv_usec = (long)((left - (double)tv.tv_sec) * 1e6);
+    if (tv.tv_sec == 0 && tv.tv_usec == 0)
+        tv.tv_usec = 1;               /* 0 would mean for ever */
+    if (setsockopt(t->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0)
+        t->rcvtimeo = left;
+    else
+        t->rcvtimeo = 0;
+}
 
 /* Text form of an address; IPv4-mapped IPv6 shown as IPv4. */
 static void addr_text(const struct sockaddr *sa, char *host, size_t hlen,
@@ -150,6 +188,8 @@ static void tcp_close_fd(struct tp_tcp *t)
     }
     t->fd = -1;
     t->w.fd = -1;
+    t->blocking = 0;
+    t->rcvtimeo = 0;
 }
 
 /* Takes t's socket: in the event loop too, when t is watched. */
@@ -285,6 +325,7 @@ static void try_connect(struct tp_tcp *t)
         addr_text(sa, t->host, sizeof t->host, &t->port);
         if (connect(fd, sa, salen) == 0) {
             tcp_set_fd(t, fd);
+            set_blocking(t);
             t->status = TCP_CONNECTED;
             drop_resolve(t);
             return;
@@ -360,6 +401,7 @@ static void update_connecting(struct tp_tcp *t)
     if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
         err = errno;
     if (err == 0) {
+        set_blocking(t);
         t->status = TCP_CONNECTED;
         drop_resolve(t);
         return;
@@ -400,6 +442,39 @@ static long fill(struct tp_tcp *t, size_t want)
         return -1;
     }
     if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return 0;
+    tcp_fail(t, "receive failed", errno);
+    return -2;
+}
+
+/* fill(), but waiting in recv() until the deadline when the socket blocks
+ * (0 then means the deadline passed). */
+static long fill_until(struct tp_tcp *t, size_t want, double deadline)
+{
+    ssize_t n;
+    double left;
+    if (!t->blocking || t->fd < 0 || t->peer_closed ||
+        (left = deadline - tp_now()) <= 0)
+        return fill(t, want);
+    if (want > 65536)
+        want = 65536;
+    if (tp_buf_reserve(&t->in, want) != 0) {
+        tcp_fail(t, "out of memory for the receive buffer", ENOMEM);
+        return -2;
+    }
+    set_rcvtimeo(t, left);
+    do
+        n = recv(t->fd, t->in.p + t->in.off + t->in.len, want, 0);
+    while (n < 0 && errno == EINTR && tp_now() < deadline);
+    if (n > 0) {
+        t->in.len += (size_t)n;
+        return (long)n;
+    }
+    if (n == 0) {
+        t->peer_closed = 1;
+        return -1;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
         return 0;
     tcp_fail(t, "receive failed", errno);
     return -2;
@@ -465,6 +540,32 @@ long tp_tcp_recv(struct tp_tcp *t, unsigned char *buf, size_t len)
     return r;
 }
 
+/* tp_tcp_recv, but a socket that blocks waits in recv() itself until
+ * the deadline (0 then means it passed, or nothing came). */
+long tp_tcp_recv_wait(struct tp_tcp *t, unsigned char *buf, size_t len,
+                      double deadline)
+{
+    ssize_t n;
+    double left;
+    if (!t->blocking || t->in.len > 0 || t->fd < 0 || t->peer_closed ||
+        t->status != TCP_CONNECTED || (left = deadline - tp_now()) <= 0)
+        return tp_tcp_recv(t, buf, len);
+    set_rcvtimeo(t, left);
+    do
+        n = recv(t->fd, buf, len, 0);
+    while (n < 0 && errno == EINTR && tp_now() < deadline);
+    if (n > 0)
+        return (long)n;
+    if (n == 0) {
+        t->peer_closed = 1;
+        return -1;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+        return 0;
+    tcp_fail(t, "receive failed", errno);
+    return -2;
+}
+
 long tp_tcp_send(struct tp_tcp *t, const unsigned char *buf, size_t len)
 {
     ssize_t n;
@@ -487,6 +588,11 @@ long tp_tcp_send(struct tp_tcp *t, const unsigned char *buf, size_t len)
 const char *tp_tcp_error(struct tp_tcp *t)
 {
     return t->error;
+}
+
+const char *tp_tcp_error_code(struct tp_tcp *t)
+{
+    return t->error_code;
 }
 
 /* Reads and drops what the peer sent that nobody will read, without
@@ -533,6 +639,11 @@ void tp_tcp_peer_text(struct tp_tcp *t, char *buf, size_t len)
     else
         snprintf(buf, len, strchr(t->host, ':') ? "[%s]:%d" : "%s:%d",
                  t->host, t->port);
+}
+
+int tp_tcp_port(struct tp_tcp *t)
+{
+    return t->port;
 }
 
 /* ------------------------------------------------ StreamPeerTCP methods */
@@ -862,7 +973,7 @@ static int tcp_get_data(lua_State *L)
         return io_fail(L, t);
     }
     while (t->in.len < want) {
-        long r = fill(t, want - t->in.len);
+        long r = fill_until(t, want - t->in.len, deadline);
         if (r > 0)
             continue;
         if (r == -1)
@@ -871,7 +982,8 @@ static int tcp_get_data(lua_State *L)
                            (int)t->in.len, (int)want);
         if (r == -2)
             return io_fail(L, t);
-        if (tp_wait_fd(t->fd, POLLIN, deadline) == 0)
+        if (t->blocking ? tp_now() >= deadline
+                        : tp_wait_fd(t->fd, POLLIN, deadline) == 0)
             return tp_fail(L, "ERR_TIMEOUT", "timed out after %s s waiting "
                            "for %d bytes (%d arrived, kept for the next "
                            "read)", SECS(t->timeout), (int)want, (int)t->in.len);
@@ -1133,7 +1245,7 @@ static int server_take_connection(lua_State *L)
         return tp_fail(L, "ERR_UNCONFIGURED", "the TCPServer is not "
                        "listening");
     do
-        fd = tp_accept_nonblock(s->fd, (struct sockaddr *)&ss, &len);
+        fd = accept_blocking(s->fd, (struct sockaddr *)&ss, &len);
     while (fd < 0 && errno == EINTR);
     if (fd < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED)
@@ -1142,6 +1254,7 @@ static int server_take_connection(lua_State *L)
     }
     t = new_tcp(L);
     tcp_set_fd(t, fd);
+    t->blocking = 1;
     t->status = TCP_CONNECTED;
     strcpy(t->bind_host, "*");
     addr_text((struct sockaddr *)&ss, t->host, sizeof t->host, &t->port);

@@ -37,6 +37,7 @@ struct tp_tls {
     int status;
     unsigned char ssl_ready, is_server, unsafe, eof;
     unsigned char offered;       /* a cached session was offered */
+    unsigned char drop_session;  /* the offered one failed: forget it */
     unsigned char save_session;  /* a session to keep for next time */
     unsigned char resumed;       /* the handshake resumed a session */
     unsigned char bio_eof;       /* the transport reported its end */
@@ -52,9 +53,11 @@ struct tp_tls {
     int last_want;               /* WANT_READ or WANT_WRITE */
     size_t pending;              /* bytes committed to a record not flushed */
     double timeout;
+    double read_deadline;        /* > 0: get_data's reads may wait till then */
     char *error;                 /* the last failure (heap), or NULL */
     const char *error_code;
     char io_error[200];          /* what the transport said */
+    const char *io_code;         /* its code, when a StreamPeerTCP said it */
     char *host;                  /* the name verified (heap), or NULL */
     tp_verify *v;                /* the certificate checks, while handshaking */
     unsigned char name_ok;       /* the peer's certificate carries host */
@@ -71,6 +74,7 @@ struct tp_tls {
 /* ------------------------------------------------------------- helpers */
 
 static void free_ssl(lua_State *L, struct tp_tls *t);
+static void finish_call(lua_State *L, struct tp_tls *t);
 
 /* Methods that do not enter mbedtls: usable everywhere. */
 static struct tp_tls *checktls_any(lua_State *L)
@@ -189,13 +193,17 @@ static int bio_send_tcp(void *ctx, const unsigned char *buf, size_t len)
     snprintf(t->io_error, sizeof t->io_error, "%s",
              tp_tcp_error(t->tcp)[0] ? tp_tcp_error(t->tcp)
                                      : "the connection is closed");
+    t->io_code = tp_tcp_error_code(t->tcp);
     return MBEDTLS_ERR_NET_SEND_FAILED;
 }
 
 static int bio_recv_tcp(void *ctx, unsigned char *buf, size_t len)
 {
     struct tp_tls *t = ctx;
-    long n = tp_tcp_recv(t->tcp, buf, len);
+    /* A blocking read waits in recv() itself (never on a worker's step). */
+    long n = t->read_deadline > 0
+                 ? tp_tcp_recv_wait(t->tcp, buf, len, t->read_deadline)
+                 : tp_tcp_recv(t->tcp, buf, len);
     if (n > 0) {
         wrote_in(t, buf, (size_t)n);
         return (int)n;
@@ -207,6 +215,7 @@ static int bio_recv_tcp(void *ctx, unsigned char *buf, size_t len)
         return 0;                     /* EOF: mbedtls reports CONN_EOF */
     }
     snprintf(t->io_error, sizeof t->io_error, "%s", tp_tcp_error(t->tcp));
+    t->io_code = tp_tcp_error_code(t->tcp);
     return MBEDTLS_ERR_NET_RECV_FAILED;
 }
 
@@ -459,8 +468,8 @@ static void dirty_all(struct tp_tls *t) { (void)t; }
 static void note_dirty(lua_State *L, struct tp_tls *t)
 {
     idle_list *d;
-    if (!t->wrote || t->status != TLS_CONNECTED)
-        return;
+    if (t->job != NULL || t->status != TLS_CONNECTED || !t->wrote)
+        return;                       /* (a step on a worker writes `wrote`) */
     t->wrote = 0;
     t->dirty_at = tp_now();
     if (t->idle_prev != NULL || (d = idle_of(L, 1)) == NULL)
@@ -579,7 +588,14 @@ static void handshake_failed(struct tp_tls *t, int ret)
     switch (ret) {
     case MBEDTLS_ERR_NET_SEND_FAILED:
     case MBEDTLS_ERR_NET_RECV_FAILED:
-        set_error(t, "ERR_CONNECTION_ERROR", "TLS handshake failed: %s",
+        /* A TCP connect that failed (refused, unreachable, a name that
+         * did not resolve) keeps its own code, as everywhere else:
+         * ERR_CANT_CONNECT / ERR_CANT_RESOLVE. */
+        set_error(t, t->io_code != NULL &&
+                      (strcmp(t->io_code, "ERR_CANT_CONNECT") == 0 ||
+                       strcmp(t->io_code, "ERR_CANT_RESOLVE") == 0)
+                      ? t->io_code : "ERR_CONNECTION_ERROR",
+                  "TLS handshake failed: %s",
                   t->io_error[0] ? t->io_error : text);
         break;
     case MBEDTLS_ERR_SSL_CONN_EOF:
@@ -708,7 +724,8 @@ static int submit_step(lua_State *L, struct tp_tls *t)
 {
     tp_pool *pool;
     hs_job *j;
-    if (t->tcp == NULL || (pool = tp_pool_get(L, TP_POOL_CPU)) == NULL)
+    if (t->tcp == NULL || t->read_deadline > 0 ||
+        (pool = tp_pool_get(L, TP_POOL_CPU)) == NULL)
         return 0;
     if ((j = calloc(1, sizeof *j)) == NULL)
         return 0;
@@ -849,11 +866,13 @@ static void handshake_step(struct tp_tls *t)
         if (!step_ready(t) || trust_ready(t, 0) <= 0)
             return;
         t->io_error[0] = '\0';
+        t->io_code = NULL;
         if (submit_step(t->L, t))
             return;
     } else if (trust_ready(t, 0) <= 0)
         return;
     t->io_error[0] = '\0';
+    t->io_code = NULL;
     ret = mbedtls_ssl_handshake(&t->ssl);
     handshake_result(t, ret);
 }
@@ -877,6 +896,8 @@ static void handshake_result(struct tp_tls *t, int ret)
         t->last_want = ret;
         return;
     }
+    if (t->offered && !t->is_server)
+        t->drop_session = 1;
     handshake_failed(t, ret);
     end_verify(t);
 }
@@ -921,11 +942,36 @@ static int session_gc(lua_State *L)
     return 0;
 }
 
+/* The cache key of a client's sessions: the name verified and the port
+ * connected to, so that two servers on one host (another TLS stack,
+ * another version) never get each other's sessions. */
+static const char *session_key(const struct tp_tls *t, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s:%d", host_of(t), t->tcp != NULL ? tp_tcp_port(t->tcp) : 0);
+    return buf;
+}
+
 /* After an I/O call: keeps the session a client may resume next time, in
- * the cache of its options (user value 2 of the peer at index 1). */
+ * the cache of its options (user value 2 of the peer at index 1); forgets
+ * an offered one whose handshake failed (mbedtls offers only the version
+ * of a session it resumes: kept, it would fail every handshake after). */
 static void settle(lua_State *L, struct tp_tls *t)
 {
     tp_session *b;
+    char key[300];
+    if (t->drop_session) {
+        t->drop_session = 0;
+        lua_getiuservalue(L, 1, 2);
+        if (!lua_isnil(L, -1)) {
+            tp_options_push_sessions(L, -1);
+            if (lua_istable(L, -1)) {
+                lua_pushnil(L);
+                lua_setfield(L, -2, session_key(t, key, sizeof key));
+            }
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
     if (!t->save_session || t->status != TLS_CONNECTED || t->is_server)
         return;
     t->save_session = 0;
@@ -949,7 +995,7 @@ static void settle(lua_State *L, struct tp_tls *t)
     mbedtls_ssl_session_init(&b->s);
     b->ready = 1;
     if (mbedtls_ssl_get_session(&t->ssl, &b->s) == 0)
-        lua_setfield(L, -2, host_of(t));  /* sessions[host] = b */
+        lua_setfield(L, -2, session_key(t, key, sizeof key));
     else
         lua_pop(L, 1);
     lua_pop(L, 2);
@@ -959,10 +1005,11 @@ static void settle(lua_State *L, struct tp_tls *t)
 static void offer_session(lua_State *L, struct tp_tls *t, int opt)
 {
     tp_session *b;
+    char key[300];
     t->offered = 0;
     tp_options_push_sessions(L, opt);
     if (lua_istable(L, -1)) {
-        lua_getfield(L, -1, host_of(t));
+        lua_getfield(L, -1, session_key(t, key, sizeof key));
         b = luaL_testudata(L, -1, TP_SESSION);
         if (b != NULL && b->ready && mbedtls_ssl_set_session(&t->ssl, &b->s) == 0)
             t->offered = 1;
@@ -1018,6 +1065,7 @@ static int setup(lua_State *L, struct tp_tls *t, int opt, int server,
     t->bio_eof = 0;
     clear_error(t);
     t->io_error[0] = '\0';
+    t->io_code = NULL;
     free(t->host);
     t->host = NULL;
     t->name_ok = 0;
@@ -1324,6 +1372,20 @@ static void nap(double seconds)
     nanosleep(&ts, NULL);
 }
 
+/* Lets reads wait in recv() until the deadline (0: stop waiting).  The
+ * field is read by a step on a worker, so it only changes while none is in
+ * flight; returns whether reads now wait. */
+static int blocking_reads(struct tp_tls *t, double deadline)
+{
+    if (t->job != NULL)
+        return 0;
+    if (t->tcp == NULL)
+        deadline = 0;
+    if (t->read_deadline != deadline)
+        t->read_deadline = deadline;
+    return deadline > 0;
+}
+
 /* Waits for the transport as mbedtls asked last: poll(2) on a socket, short
  * growing naps for a Lua stream.  Returns 0 once the deadline has passed,
  * 1 when it is worth trying again. */
@@ -1355,7 +1417,12 @@ static int finish_handshake(struct tp_tls *t, double deadline)
 {
     double backoff = 0.001;
     for (;;) {
+        /* A blocking call holds its caller anyway: the steps run here, and
+         * wait for the network in recv() (read_deadline), with none of the
+         * hand-offs to a worker and back. */
+        blocking_reads(t, deadline);
         handshake_step(t);
+        blocking_reads(t, 0);
         if (t->status == TLS_CONNECTED)
             return 1;
         if (t->status != TLS_HANDSHAKING)
@@ -1477,11 +1544,16 @@ static int tls_get_data_io(lua_State *L)
             io_failed(t, (int)r);
             continue;
         }
+        blocking_reads(t, deadline);
         r = fill(t, want - t->in.len);
+        blocking_reads(t, 0);
         if (r > 0)
             continue;
         if (r < 0)
             continue;                 /* the status says why */
+        if (t->tcp != NULL && t->last_want == MBEDTLS_ERR_SSL_WANT_READ &&
+            tp_tcp_status(t->tcp) == 2 && tp_now() < deadline)
+            continue;                 /* recv() timed out early: again */
         if (!wait_io(t, deadline, &backoff))
             return tp_fail(L, "ERR_TIMEOUT", "timed out waiting for %d bytes "
                            "(%d arrived, kept for the next read)", (int)want,
@@ -1674,6 +1746,7 @@ static int tls_disconnect_from_stream(lua_State *L)
         return 0;
     }
     disconnect(L, t);
+    finish_call(L, t);                /* a __gc from the close_notify's put */
     lua_settop(L, top);
     return 0;
 }
@@ -1681,6 +1754,19 @@ static int tls_disconnect_from_stream(lua_State *L)
 /* After a method that entered mbedtls: a close or a collection asked for
  * by the transport in the meantime happens now.  Leaves the stack as it
  * found it. */
+/* Everything a collected peer holds (from __gc, or after its transport's
+ * call returned when __gc came from inside it). */
+static void release(lua_State *L, struct tp_tls *t)
+{
+    free_ssl(L, t);
+    end_verify(t);
+    clear_error(t);
+    free(t->host);
+    t->host = NULL;
+    t->tcp = NULL;
+    t->status = TLS_DISCONNECTED;
+}
+
 static void finish_call(lua_State *L, struct tp_tls *t)
 {
     int top = lua_gettop(L), ret;
@@ -1688,9 +1774,7 @@ static void finish_call(lua_State *L, struct tp_tls *t)
         return;                       /* closed during a step: not over */
     if (t->free_deferred) {
         t->free_deferred = t->close_deferred = 0;
-        free_ssl(L, t);
-        t->tcp = NULL;
-        t->status = TLS_DISCONNECTED;
+        release(L, t);
     } else if (t->close_deferred)
         disconnect(L, t);
     else
@@ -1892,13 +1976,7 @@ static int tls_gc(lua_State *L)
         t->free_deferred = 1;
         return 0;
     }
-    free_ssl(L, t);
-    end_verify(t);
-    clear_error(t);
-    free(t->host);
-    t->host = NULL;
-    t->tcp = NULL;
-    t->status = TLS_DISCONNECTED;
+    release(L, t);
     return 0;
 }
 

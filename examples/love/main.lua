@@ -1,6 +1,7 @@
 -- tlspeer inside a LÖVE 11 game (LuaJIT): an HTTPS request with HTTPClient,
--- messages to a TLS echo server and to a WebSocket (wss://) echo with
--- WebSocketPeer, all advanced from love.update, once per frame, never
+-- the same with HTTPRequest (one object, one event), messages to a TLS
+-- echo server and to a WebSocket (wss://) echo with WebSocketPeer, all
+-- advanced from love.update, once per frame, never
 -- holding the frame; the status is drawn on screen.
 --
 --   make LUA=luajit && love examples/love
@@ -50,8 +51,9 @@ local function say(key, text)
   print(("[love] %s: %s"):format(key, text))
 end
 
-local trusted, http, echo
+local trusted, http, echo, request
 local http_state = { done = false, ok = false, body = {} }
+local request_state = { done = false, ok = false }
 local echo_state = { done = false, ok = false, sent = 0, got = "" }
 local ws
 local ws_state = { done = false, ok = false, sent = 0 }
@@ -73,6 +75,26 @@ function love.load()
   local connected, err = http:connect_to_host(host, port, tls.TLSOptions.client(trusted))
   say("https", connected and ("connecting to " .. URL) or ("failed: " .. tostring(err)))
   if not connected then http_state.done = true end
+
+  -- The same HTTPS request with Godot's HTTPRequest: redirects, gzip and
+  -- the timeout are its business; tls.poll() in love.update advances it,
+  -- and the result comes as one event.
+  request = tls.HTTPRequest.new()
+  request:set_tls_options(tls.TLSOptions.client(trusted))
+  request:set_timeout(TIMEOUT)
+  request:on("request_completed", function(result, code, headers, body)
+    request_state.done = true
+    if result ~= tls.HTTPRequest.RESULT_SUCCESS then
+      say("httprequest", "failed: " .. tostring((request:get_error())))
+      return
+    end
+    request_state.ok = code == 200
+    say("httprequest", ("%d, %d bytes, %d headers: %s"):format(code, #body, #headers,
+      (body:gsub("%s+$", ""):sub(1, 40))))
+  end)
+  local requested, rerr = request:request(URL, { "Accept: */*" })
+  say("httprequest", requested and ("requesting " .. URL) or ("failed: " .. tostring(rerr)))
+  if not requested then request_state.done = true end
 
   -- The TLS echo with tls.connect: events run inside echo:poll().
   local ehost, eport = ECHO:match("^(.-):(%d+)$")
@@ -196,11 +218,12 @@ function love.update(dt)
   if not http_state.done then step_http() end
   if not echo_state.done then echo:poll() end
   if not ws_state.done then step_ws() end
+  tls.poll()              -- one short step of every HTTPRequest (and helper object)
   local spent = love.timer.getTime() - t0
   frames = frames + 1
   if spent > longest then longest = spent end
-  if http_state.done and echo_state.done and ws_state.done and not lines.result then
-    local ok = http_state.ok and echo_state.ok and ws_state.ok
+  if http_state.done and echo_state.done and request_state.done and ws_state.done and not lines.result then
+    local ok = http_state.ok and echo_state.ok and request_state.ok and ws_state.ok
     say("frames", ("%d frames, the longest tlspeer work in one frame %.2f ms")
       :format(frames, longest * 1000))
     say("result", ok and "OK" or "FAILED")

@@ -70,6 +70,9 @@ local function events(names)
   return t
 end
 
+-- For the other helper objects (HTTPRequest): the same listeners.
+M._Emitter, M._events = Emitter, events
+
 ---------------------------------------------------------------- options
 
 -- What tls.listen and tls.connect take (see tlspeer.options); anything
@@ -95,7 +98,13 @@ local function load_object(value, class, password)
   if type(value) ~= "string" then return value end
   local obj = class.new()
   local ok, msg, code = obj:load(value, false, password)
-  if not ok then return nil, msg, code end
+  if not ok then
+    -- CryptoKey:load's words name its own third argument; here the
+    -- password is an option.
+    msg = msg:gsub("pass its password as the third argument",
+                   "pass its password as the option 'key_password'")
+    return nil, msg, code
+  end
   return obj
 end
 
@@ -135,7 +144,9 @@ local function check_linger(linger)
   return linger
 end
 
-local Conn = setmetatable({}, { __index = Emitter })
+-- (A server's connections have no events of their own: the server's
+-- handlers get them as their first argument.)
+local Conn = {}
 Conn.__index = Conn
 
 function Conn:__tostring()
@@ -238,6 +249,10 @@ end
 local Server = setmetatable({}, { __index = Emitter })
 Server.__index = Server
 
+-- The servers of this Lua state, for a client's wait() to tell whether
+-- the server it waits for is its neighbour that nobody polls.
+local servers = setmetatable({}, { __mode = "k" })
+
 function Server:__tostring()
   return ("tlspeer server (%s, %d connections)")
     :format(self.tcp:is_listening() and ("port " .. self.tcp:get_local_port()) or "stopped",
@@ -307,6 +322,7 @@ function M.listen(opts)
   }, Server))
   self._owner = self
   loop.watch(tcp, self)
+  servers[self] = true
   return self
 end
 
@@ -417,10 +433,27 @@ function Server:_step(conn)
   return more
 end
 
+-- obj:set_poll_budget(seconds) / obj:get_poll_budget(): how long this
+-- object's own poll() (and its turn in run()) works at most; nil goes back
+-- to tls.set_poll_budget's.  tls.poll() keeps its own budget for all.
+local function set_budget(self, seconds)
+  if seconds ~= nil and (type(seconds) ~= "number" or not (seconds > 0)) then
+    error("bad argument #1 to 'set_poll_budget' (positive number of seconds or nil expected)", 2)
+  end
+  self._budget_time = seconds
+end
+
+local function get_budget(self)
+  return self._budget_time or (loop.get_budget())
+end
+
+Server.set_poll_budget, Server.get_poll_budget = set_budget, get_budget
+
 -- srv:poll(): accepts, handshakes, reads, writes, each without blocking,
 -- for the connections that are ready, within the poll budget; runs the
 -- handlers.  Returns true while the server is listening.
 function Server:poll()
+  self.polled_at = now()
   loop.poll_owner(self)
   return self.tcp:is_listening()
 end
@@ -429,6 +462,7 @@ end
 -- spinning: it sleeps in the event loop until a socket is ready or a
 -- timer is due.
 function Server:run(timeout)
+  self.polled_at = now()
   self.running = true
   loop.run(self, function() return not self.running or not self.tcp:is_listening() end, timeout)
   self.running = false
@@ -438,6 +472,7 @@ end
 -- srv:stop(): stops listening and closes every connection (sending
 -- close_notify, without waiting); a run() in progress returns.
 function Server:stop()
+  servers[self] = nil
   self.running = false
   loop.unwatch(self.tcp)
   self.tcp:stop()
@@ -448,6 +483,7 @@ end
 
 local Client = setmetatable({}, { __index = Conn })
 Client.__index = Client
+Client.on, Client._emit, Client._report = Emitter.on, Emitter._emit, Emitter._report
 
 function Client:__tostring()
   return ("tlspeer client (%s)"):format(self.failure and ("failed: " .. self.failure[1])
@@ -545,11 +581,36 @@ function Client:_end()
   self:_emit("disconnected")
 end
 
+-- Why a connection is not up yet, for a timeout's message: where it is
+-- stuck and, when the server is a tls.listen of this Lua state that was
+-- not polled since the time `since`, that it must be.
+function Client:_stuck(since)
+  local tcp = self.tcp
+  local where
+  if not tcp then
+    where = "it never started"
+  elseif tcp:get_status() ~= StreamPeerTCP.STATUS_CONNECTED then
+    where = tcp:is_resolving() and "the name is still being looked up"
+      or "the TCP connection is not up yet"
+  else
+    where = "the TCP connection is up, the TLS handshake is not done"
+  end
+  for srv in pairs(servers) do
+    if srv.tcp:is_listening() and srv.tcp:get_local_port() == self.port
+        and (srv.polled_at or -1) < since and loop.polled_at < since then
+      return where .. ("; the tls.listen server on port %d in this script was not polled "
+        .. "meanwhile: client:wait() steps only the client, so poll both sides "
+        .. "(tls.run(seconds), or tls.poll() in a loop)"):format(self.port)
+    end
+  end
+  return where
+end
+
 function Client:_timeout(key)
   if self.closed then return end
   if key == "connect" and not self.established then
-    return self:_failed(("the TLS handshake with %s did not finish within %g s")
-      :format(self.host, self.timeout), "ERR_TIMEOUT")
+    return self:_failed(("the TLS handshake with %s did not finish within %g s (%s)")
+      :format(self.host, self.timeout, self:_stuck(self.started)), "ERR_TIMEOUT")
   end
   if self.closing then return self:_end() end   -- what is left is dropped
 end
@@ -596,6 +657,8 @@ function Client:_step()
   return more
 end
 
+Client.set_poll_budget, Client.get_poll_budget = set_budget, get_budget
+
 -- c:poll(): one non-blocking step; runs the handlers.  Returns true while
 -- the connection is (or may become) usable.
 function Client:poll()
@@ -611,14 +674,15 @@ end
 function Client:wait(timeout)
   timeout = timeout or self.timeout
   if self.failure and not self.reported then self:_queue(self) end
+  local since = now()
   local done = loop.run(self, function() return self.established or self.closed end, timeout)
   if self.established then return true end
   if done then
     local f = self.failure or { "the connection closed", "ERR_CONNECTION_ERROR" }
     return nil, f[1], f[2]
   end
-  return nil, ("not connected to %s within %g s (is something polling the server side? "
-    .. "tls.poll() steps every helper object)"):format(self.host, timeout), "ERR_TIMEOUT"
+  return nil, ("not connected to %s port %d within %g s (%s)")
+    :format(self.host, self.port, timeout, self:_stuck(since)), "ERR_TIMEOUT"
 end
 
 -- c:run(timeout): pumps until the connection ends (or `timeout` seconds).

@@ -1,13 +1,18 @@
--- HTTPClient (Godot 4 semantics) and tls.request: HTTP/1.1 in Lua, on top of
--- the StreamPeer methods of StreamPeerTCP / StreamPeerTLS.
+-- HTTPClient (Godot 4 semantics): HTTP/1.1 in Lua, on top of the
+-- StreamPeer methods of StreamPeerTCP / StreamPeerTLS.  tls.request
+-- (request.lua) and HTTPRequest (httprequest.lua) are built on it.
 --
 -- HTTPClient is poll-driven: connect_to_host(), then poll() until
 -- STATUS_CONNECTED; request(), then poll() until the response headers are in
 -- (STATUS_BODY, or STATUS_CONNECTED when there is no body); then
 -- read_response_body_chunk() until the status leaves STATUS_BODY.  With
 -- set_blocking_mode(true) each of those waits (in poll(2)) instead.
+-- Proxies as Godot's: set_http_proxy() for http:// (requests in absolute
+-- form), set_https_proxy() for TLS (a CONNECT tunnel, TLS inside it end to
+-- end with the origin).  The body is passed on as it came: content codings
+-- are decoded by tls.request and HTTPRequest, not here (as in Godot).
 local core = require "tlspeer.core"
-local check_options = require("tlspeer.options").check
+local U = require "tlspeer.httputil"
 
 local StreamPeerTCP, StreamPeerTLS, TLSOptions =
   core.StreamPeerTCP, core.StreamPeerTLS, core.TLSOptions
@@ -45,8 +50,7 @@ local HTTPClient = {
 }
 HTTPClient.__index = HTTPClient
 
-local METHODS = { [0] = "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "TRACE",
-                  "CONNECT", "PATCH" }
+local METHODS = U.METHODS
 local S = HTTPClient     -- status names, shorter
 
 local STATUS_NAMES = {}
@@ -59,94 +63,8 @@ end
 local function argerror(n, fname, msg)
   error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), 3)
 end
-
--- A header table whose lookups ignore case ("content-type" finds
--- "Content-Type"); pairs() shows the names as the server sent them.
-local function header_dict()
-  local lower = {}
-  return setmetatable({}, {
-    __index = function(_, k)
-      if type(k) == "string" then
-        local real = lower[k:lower()]
-        if real then return rawget(_, real) end
-      end
-    end,
-    __newindex = function(t, k, v)
-      local real = lower[k:lower()]
-      if real then
-        rawset(t, real, v)
-      else
-        lower[k:lower()] = k
-        rawset(t, k, v)
-      end
-    end,
-  })
-end
-
-local function has_crlf(s)
-  return s:find("[\r\n]") ~= nil
-end
-
--- A request target (path and query) may hold no space and no control
--- character: each would change the request line (TAB, NUL, VT, FF... as
--- much as CR and LF).
-local function bad_target(s)
-  return s:find("[%z\1-\32\127]") ~= nil
-end
-
--- s for a message, as the C core shows names: at most 200 bytes, any
--- byte but printable ASCII as \xhh.
-local function printable(s)
-  local short = s:sub(1, 200):gsub(".", function(c)
-    local b = c:byte()
-    if b < 32 or b > 126 or b == 92 then return ("\\x%02x"):format(b) end
-  end)
-  return #s > 200 and short .. "..." or short
-end
-
--- A Content-Length's digits as a byte count; nil when the number is not
--- exact as a Lua number (beyond 2^53: no body is that large).
-local function body_length(digits)
-  local n = digits and tonumber(digits)
-  if n and n <= 2 ^ 53 then return math.floor(n) end
-  return nil
-end
-
--- Percent-encoding for query strings (RFC 3986 unreserved kept).
-local function urlencode(s)
-  return (tostring(s):gsub("[^%w%-%._~]", function(c)
-    return ("%%%02X"):format(c:byte())
-  end))
-end
-
--- "host", "host:port", "[IPv6]" or "[IPv6]:port" (a bare IPv6 literal
--- too) -> host, port (nil when none is given); or nil, message.  The host
--- must be a valid name or IP literal (no CR, LF, NUL, space...), and
--- brackets go only around an IPv6 literal.  Messages show only what passed
--- the checks, so no caller's bytes reach them raw.
-local function parse_authority(authority)
-  local host, rest = authority:match("^%[([^%]]*)%](.*)$")
-  local bracketed = host ~= nil
-  if not host then
-    if select(2, authority:gsub(":", "")) > 1 then
-      host, rest = authority, ""                  -- ::1
-    else
-      host, rest = authority:match("^([^:]*)(.*)$")
-    end
-  end
-  local ok, msg = check_host(host)
-  if not ok then return nil, msg end
-  if bracketed and not host:find(":", 1, true) then
-    return nil, ("invalid host name '[%s]': brackets go only around an IPv6 address"):format(host)
-  end
-  if rest == "" or rest == ":" then return host, nil end
-  local digits = rest:match("^:(%d+)$")
-  local port = digits and #digits <= 5 and tonumber(digits)
-  if not port or port < 1 or port > 65535 then
-    return nil, ("invalid port after '%s' (1..65535 expected)"):format(host)
-  end
-  return host, port
-end
+local header_dict, bad_target, body_length = U.header_dict, U.bad_target, U.body_length
+local urlencode, parse_authority, bracket = U.urlencode, U.parse_authority, U.bracket
 
 ----------------------------------------------------------------- objects
 
@@ -163,6 +81,9 @@ function HTTPClient:__tostring()
   local host = self.host and (self.host:find(":", 1, true) and ("[" .. self.host .. "]") or self.host)
   local where = host and ((self.use_tls and "https://" or "http://") .. host
     .. ":" .. self.port) or "nowhere"
+  if host and self.proxy then
+    where = where .. (" via the proxy %s:%d"):format(bracket(self.proxy.host), self.proxy.port)
+  end
   return ("HTTPClient (%s, %s)"):format(STATUS_NAMES[self.status], where)
 end
 
@@ -213,6 +134,45 @@ function HTTPClient:get_read_chunk_size()
   return self.chunk_size
 end
 
+----------------------------------------------------------------- proxies
+
+local function set_proxy(self, field, fname, host, port)
+  if type(host) ~= "string" then argerror(1, fname, "host name expected (\"\" unsets the proxy)") end
+  if not is_integer(port) or port < -1 or port == 0 or port > 65535 then
+    argerror(2, fname, "port 1..65535 expected (-1 unsets the proxy)")
+  end
+  if host == "" or port == -1 then
+    self[field] = nil
+    return true
+  end
+  local proxy, msg = U.proxy_of_host(host, port)
+  if not proxy then return nil, msg, "ERR_INVALID_PARAMETER" end
+  self[field] = proxy
+  return true
+end
+HTTPClient._set_proxy_checked = set_proxy       -- HTTPRequest's setters share it
+
+-- client:set_http_proxy(host, port): the proxy for plain http://
+-- connections (the requests go to it in absolute form); "" or -1 unsets
+-- it.  It applies from the next connect_to_host().  Ours: "user:pass@host"
+-- sends Basic credentials to the proxy (only to it).
+function HTTPClient:set_http_proxy(host, port)
+  return set_proxy(self, "http_proxy", "set_http_proxy", host, port)
+end
+
+-- client:set_https_proxy(host, port): the proxy for TLS connections: a
+-- CONNECT tunnel through it, TLS inside end to end with the server (the
+-- proxy sees only the host and port).  Same rules as set_http_proxy.
+function HTTPClient:set_https_proxy(host, port)
+  return set_proxy(self, "https_proxy", "set_https_proxy", host, port)
+end
+
+-- For tls.request and HTTPRequest: a proxy parsed already (httputil), or
+-- nil, for "http" or "https" connections.
+function HTTPClient:_set_proxy(kind, proxy)
+  self[kind == "https" and "https_proxy" or "http_proxy"] = proxy or nil
+end
+
 --------------------------------------------------------------- connecting
 
 -- client:connect_to_host(host, port = -1, tls_options = nil)
@@ -224,6 +184,11 @@ function HTTPClient:connect_to_host(host, port, tls_options)
   port = port == nil and -1 or port
   if not is_integer(port) or port < -1 or port == 0 or port > 65535 then
     argerror(2, "connect_to_host", "port 1..65535 or -1 expected")
+  end
+  if type(tls_options) == "boolean" then
+    -- Godot 3's connect_to_host(host, port, use_ssl).
+    argerror(3, "connect_to_host", "TLSOptions expected, got boolean: Godot 3's use_ssl = true "
+      .. "is tls.TLSOptions.client() here, or an \"https://\" host")
   end
   if tls_options ~= nil and getmetatable(tls_options) ~= getmetatable(TLSOptions.client_unsafe()) then
     argerror(3, "connect_to_host", "TLSOptions expected")
@@ -260,6 +225,9 @@ function HTTPClient:connect_to_host(host, port, tls_options)
   if port == -1 then port = use_tls and 443 or 80 end
   self:close()
   self.host, self.port, self.use_tls, self.tls_options = host, port, use_tls, tls_options
+  -- The proxy of this connection (Godot reads its settings here too).
+  self.proxy = (use_tls and self.https_proxy) or (not use_tls and self.http_proxy) or nil
+  self.tunnel = self.proxy and use_tls and "start" or nil
   self.err = nil
   self.status = S.STATUS_RESOLVING
   if self.blocking then self:_block_until(function() return self.status ~= S.STATUS_RESOLVING
@@ -272,7 +240,7 @@ function HTTPClient:close()
   if self.tcp then pcall(self.tcp.disconnect_from_host, self.tcp) end
   self.tcp, self.peer = nil, nil
   self.status = S.STATUS_DISCONNECTED
-  self.inbuf, self.outbuf = nil, nil
+  self.inbuf, self.outbuf, self.out_from = nil, nil, 1
   self.response = nil
 end
 
@@ -280,8 +248,11 @@ end
 -- (STATUS_RESOLVING for real), an IP address connects at once.
 function HTTPClient:_start_connect()
   local tcp = StreamPeerTCP.new()
-  local ok, msg, code = tcp:connect_to_host(self.host, self.port)
+  local proxy = self.proxy
+  local ok, msg, code = tcp:connect_to_host(proxy and proxy.host or self.host,
+    proxy and proxy.port or self.port)
   if not ok then
+    if proxy then msg = "the proxy: " .. tostring(msg) end
     return self:_fail(code == "ERR_CANT_RESOLVE" and S.STATUS_CANT_RESOLVE or S.STATUS_CANT_CONNECT,
       msg, code)
   end
@@ -296,6 +267,11 @@ function HTTPClient:_advance_connect()
   local ts = tcp:get_status()
   if ts == StreamPeerTCP.STATUS_ERROR then
     local msg, code = tcp:get_error()
+    local proxy = self.proxy
+    if proxy then
+      msg = ("the proxy %s:%d: %s"):format(bracket(proxy.host), proxy.port,
+        msg or "cannot connect")
+    end
     if code == "ERR_CANT_RESOLVE" then
       return self:_fail(S.STATUS_CANT_RESOLVE, msg, code)
     end
@@ -306,6 +282,7 @@ function HTTPClient:_advance_connect()
     self.status = S.STATUS_CONNECTING
   end
   if ts ~= StreamPeerTCP.STATUS_CONNECTED then return end
+  if self.tunnel and not self:_advance_tunnel() then return end
   if not self.use_tls then
     self.status = S.STATUS_CONNECTED
     return
@@ -333,6 +310,89 @@ function HTTPClient:_advance_connect()
   end
 end
 
+-- The CONNECT tunnel through an https proxy, on the TCP stream before TLS
+-- starts: sends the CONNECT (with the proxy's credentials, if any), reads
+-- the proxy's answer.  Returns true once the tunnel is open; false to wait
+-- (or after failing the client: STATUS_CANT_CONNECT, with a message that
+-- says what the proxy answered).
+function HTTPClient:_advance_tunnel()
+  local tcp, proxy = self.tcp, self.proxy
+  local where = ("the proxy %s:%d"):format(bracket(proxy.host), proxy.port)
+  local target = bracket(self.host) .. ":" .. self.port
+  if self.tunnel == "start" then
+    local lines = { "CONNECT " .. target .. " HTTP/1.1", "Host: " .. target,
+                    "User-Agent: " .. USER_AGENT }
+    if proxy.auth then lines[#lines + 1] = "Proxy-Authorization: " .. proxy.auth end
+    lines[#lines + 1] = "\r\n"
+    self.tunnel_out, self.tunnel_in = table.concat(lines, "\r\n"), ""
+    self.tunnel = "send"
+  end
+  if self.tunnel == "send" then
+    local n, msg, code = tcp:put_partial_data(self.tunnel_out)
+    if not n then
+      self:_fail(S.STATUS_CANT_CONNECT, ("%s: %s"):format(where, tostring(msg)), code or "ERR_CANT_CONNECT")
+      return false
+    end
+    self.tunnel_out = self.tunnel_out:sub(n + 1)
+    if self.tunnel_out ~= "" then return false end
+    self.tunnel = "read"
+  end
+  while true do
+    local data, msg, code = tcp:get_partial_data(4096)
+    if not data then
+      self:_fail(S.STATUS_CANT_CONNECT, ("%s closed the connection before answering the CONNECT to %s%s")
+        :format(where, target, msg and code ~= "ERR_FILE_EOF" and (" (" .. msg .. ")") or ""),
+        "ERR_CANT_CONNECT")
+      return false
+    end
+    if data == "" then return false end
+    self.tunnel_in = self.tunnel_in .. data
+    local s, e = self.tunnel_in:find("\r?\n\r?\n")
+    if not s then
+      if #self.tunnel_in > MAX_HEADER_BYTES then
+        self:_fail(S.STATUS_CANT_CONNECT, where .. " sent an answer to the CONNECT larger than "
+          .. MAX_HEADER_BYTES .. " bytes", "ERR_INVALID_DATA")
+        return false
+      end
+    else
+      local head, rest = self.tunnel_in:sub(1, s - 1), self.tunnel_in:sub(e + 1)
+      self.tunnel_in = nil
+      local status_line = head:match("^[^\r\n]*")
+      local code_s, reason = status_line:match("^HTTP/1%.[01] (%d%d%d) ?(.*)$")
+      local status = tonumber(code_s)
+      self.proxy_status = status
+      if not status then
+        self:_fail(S.STATUS_CANT_CONNECT, ("%s answered the CONNECT with a malformed status line %q")
+          :format(where, status_line:sub(1, 80)), "ERR_INVALID_DATA")
+        return false
+      end
+      if status < 200 or status > 299 then
+        local why = ("%s refused the tunnel to %s: %d %s"):format(where, target, status,
+          U.printable(reason))
+        local err = "ERR_CANT_CONNECT"
+        if status == 407 or status == 401 then
+          why = why .. (proxy.auth and " (it refused the credentials given)"
+            or " (it wants credentials: give them as user:pass@ in the proxy)")
+          err = "ERR_UNAUTHORIZED"
+        elseif status == 403 then
+          err = "ERR_UNAUTHORIZED"
+        end
+        self:_fail(S.STATUS_CANT_CONNECT, why, err)
+        return false
+      end
+      if rest ~= "" then
+        -- Nothing may come before the server's TLS records, which come
+        -- only after our ClientHello.
+        self:_fail(S.STATUS_CANT_CONNECT, where .. " sent data after its answer to the CONNECT",
+          "ERR_INVALID_DATA")
+        return false
+      end
+      self.tunnel = nil
+      return true
+    end
+  end
+end
+
 ----------------------------------------------------------------- I/O
 
 -- Reads what has arrived into inbuf.  Returns bytes read, or nil at the end
@@ -355,17 +415,28 @@ function HTTPClient:_fill(max)
   return #data
 end
 
-function HTTPClient:_flush()
+-- Sends what the request has queued, at most `limit` bytes (nil: as much
+-- as the socket takes; HTTPRequest sets _io_budget so that a step stays
+-- within the event core's budget).  A large body is sent in pieces of at
+-- most 64 KiB from an offset: never a copy of the rest.
+function HTTPClient:_flush(limit)
   local out = self.outbuf
-  while out and out[1] do
-    local n, msg, code = self.peer:put_partial_data(out[1])
+  limit = limit or self._io_budget or math.huge
+  local sent = 0
+  while out and out[1] and sent < limit do
+    local s, from = out[1], self.out_from or 1
+    local want = math.min(#s - from + 1, limit - sent, 65536)
+    local piece = (from == 1 and want == #s) and s or s:sub(from, from + want - 1)
+    local n, msg, code = self.peer:put_partial_data(piece)
     if not n then return nil, msg, code end
     if n == 0 then return true end
-    if n < #out[1] then
-      out[1] = out[1]:sub(n + 1)
-      return true
+    sent = sent + n
+    from = from + n
+    if from > #s then
+      table.remove(out, 1)
+      from = 1
     end
-    table.remove(out, 1)
+    self.out_from = from
   end
   return true
 end
@@ -397,40 +468,8 @@ end
 
 ------------------------------------------------------------- requests
 
-local function normalise_headers(headers, fname)
-  local list = {}
-  if headers == nil then return list end
-  if type(headers) ~= "table" then argerror(3, fname, "list of \"Name: value\" strings expected") end
-  if #headers > 0 or next(headers) == nil then
-    for i, h in ipairs(headers) do
-      if type(h) ~= "string" or not h:match("^[!#$%%&'*+%-.^_`|~%w]+:") or has_crlf(h) then
-        argerror(3, fname, ("header %d is not a \"Name: value\" line"):format(i))
-      end
-      list[#list + 1] = h
-    end
-  else
-    local names = {}
-    for k in pairs(headers) do names[#names + 1] = k end
-    table.sort(names, function(a, b) return tostring(a) < tostring(b) end)
-    for _, k in ipairs(names) do
-      local v = headers[k]
-      if type(k) ~= "string" or k:find("[:%s]") or (type(v) ~= "string" and type(v) ~= "number")
-        or has_crlf(tostring(v)) then
-        argerror(3, fname, ("header '%s' is not a name with a string value"):format(tostring(k)))
-      end
-      list[#list + 1] = k .. ": " .. tostring(v)
-    end
-  end
-  return list
-end
-
-local function has_header(list, name)
-  name = name:lower()
-  for _, h in ipairs(list) do
-    if h:match("^([^:]+)"):lower():match("^%s*(.-)%s*$") == name then return true end
-  end
-  return false
-end
+local normalise_headers = U.normalise_headers   -- raises at its caller's caller
+local has_header = U.has_header
 
 -- client:request(method, url, headers, body = "")
 function HTTPClient:request(method, url, headers, body)
@@ -448,11 +487,23 @@ function HTTPClient:request(method, url, headers, body)
       "ERR_UNCONFIGURED"
   end
   local name = METHODS[method]
-  local lines = { name .. " " .. url .. " HTTP/1.1" }
+  local default = self.use_tls and 443 or 80
+  local authority = bracket(self.host) .. (self.port ~= default and (":" .. self.port) or "")
+  -- Proxy-Authorization is for a proxy, never for the server: it goes out
+  -- only in a request to an http proxy (absolute form), where the caller's
+  -- wins over the one from set_http_proxy("user:pass@...").  Through a
+  -- CONNECT tunnel the server is at the other end: it gets none.
+  local to_proxy = self.proxy and not self.use_tls
+  if not to_proxy then
+    list = U.without(list, { ["proxy-authorization"] = true })
+  elseif self.proxy.auth and not has_header(list, "Proxy-Authorization") then
+    list[#list + 1] = "Proxy-Authorization: " .. self.proxy.auth
+  end
+  local target = url
+  if to_proxy and url:sub(1, 1) == "/" then target = "http://" .. authority .. url end
+  local lines = { name .. " " .. target .. " HTTP/1.1" }
   if not has_header(list, "Host") then
-    local h = self.host:find(":") and ("[" .. self.host .. "]") or self.host
-    local default = self.use_tls and 443 or 80
-    lines[#lines + 1] = "Host: " .. h .. (self.port ~= default and (":" .. self.port) or "")
+    lines[#lines + 1] = "Host: " .. authority
   end
   if not has_header(list, "User-Agent") then lines[#lines + 1] = "User-Agent: " .. USER_AGENT end
   if not has_header(list, "Accept") then lines[#lines + 1] = "Accept: */*" end
@@ -462,7 +513,7 @@ function HTTPClient:request(method, url, headers, body)
   end
   for _, h in ipairs(list) do lines[#lines + 1] = h end
   lines[#lines + 1] = "\r\n"
-  self.outbuf = { table.concat(lines, "\r\n") }
+  self.outbuf, self.out_from = { table.concat(lines, "\r\n") }, 1
   if #body > 0 then self.outbuf[2] = body end
   self.inbuf = { data = "", pos = 1 }
   self.response = { method = name }
@@ -692,7 +743,7 @@ function HTTPClient:get_response_headers()
   local r = self.response
   local copy = {}
   for i, h in ipairs(r and r.headers or {}) do copy[i] = h end
-  return copy
+  return setmetatable(copy, U.HeaderList)
 end
 
 -- Names as the server sent them; lookups ignore case; a repeated header's
@@ -896,230 +947,9 @@ function HTTPClient:query_string_from_dict(fields)
   return table.concat(out, "&")
 end
 
------------------------------------------------------------ tls.request
-
-local REDIRECTS = { [301] = true, [302] = true, [303] = true, [307] = true, [308] = true }
-local METHOD_IDS = {}
-for id, name in pairs(METHODS) do METHOD_IDS[name] = id end
-
--- "https://host:port/path?q" -> scheme, host, port, path; or nil, message
--- (not http or https, or a bad host or port).
-local function parse_url(url)
-  local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
-  scheme = scheme and scheme:lower()
-  if scheme ~= "http" and scheme ~= "https" then
-    return nil, "http:// or https:// expected"
-  end
-  local authority, path = rest:match("^([^/?#]*)(.*)$")
-  authority = authority:gsub("^.*@", "")          -- no credentials in URLs
-  local host, port = parse_authority(authority)
-  if not host then return nil, port end
-  port = port or (scheme == "https" and 443 or 80)
-  path = path:gsub("#.*$", "")
-  if path == "" then path = "/" elseif path:sub(1, 1) == "?" then path = "/" .. path end
-  if bad_target(path) then
-    return nil, "a space or control character in the path (percent-encode it)"
-  end
-  return scheme, host, port, path
-end
-
--- The headers that a request redirected from URL `from` to URL `to`
--- carries: a caller's credentials are for the origin (scheme, host, port)
--- they were given for, so a redirect to another origin drops
--- Authorization, Cookie and Proxy-Authorization, as curl does (and
--- https -> http goes on without them); a Host the caller set is for that
--- origin too (the new one gets its own).  `headers` is a list of
--- "Name: value" lines; returns it, or a copy without those.  Every
--- redirect of tls.request (and of HTTPRequest) goes through here.
-local CREDENTIALS = { authorization = true, cookie = true, ["proxy-authorization"] = true,
-                      host = true }
-
-local function redirect_headers(headers, from, to)
-  local s1, h1, p1 = parse_url(from)
-  local s2, h2, p2 = parse_url(to)
-  if s1 and s1 == s2 and h1:lower() == h2:lower() and p1 == p2 then return headers end
-  local kept = {}
-  for _, h in ipairs(headers) do
-    if not CREDENTIALS[h:match("^[^:]*"):lower()] then kept[#kept + 1] = h end
-  end
-  return kept
-end
-
--- Resolves a Location header against the URL it came from.
-local function resolve_location(base, location)
-  if location:match("^%a[%w+.-]*://") then return location end
-  local scheme, host, port, path = parse_url(base)
-  local h = host:find(":") and ("[" .. host .. "]") or host
-  local origin = scheme .. "://" .. h .. ":" .. port
-  if location:sub(1, 2) == "//" then return scheme .. ":" .. location end
-  if location:sub(1, 1) == "/" then return origin .. location end
-  local dir = path:gsub("%?.*$", ""):match("^(.*/)") or "/"
-  return origin .. dir .. location
-end
-
--- opts.output / opts.sink (their kinds checked) -> sink function, or nil
--- and the path to write.
-local function open_sink(opts)
-  local output = opts.output
-  if output == nil then return opts.sink end
-  if type(output) == "string" then return nil, output end
-  return function(chunk) assert(output:write(chunk)) end
-end
-
--- What tls.request takes (see tlspeer.options); anything else raises.
-local REQUEST_OPTIONS = {
-  method = "string or number", headers = "table", body = "string",
-  tls_options = "TLSOptions", timeout = "number", max_redirects = "number",
-  output = "path or open file", sink = "function", chunk_size = "number",
-}
-
--- tls.request(url, opts) -> body, code, headers | nil, message, code
-function HTTPClient.request_url(url, opts)
-  if type(url) ~= "string" then argerror(1, "request", "URL string expected") end
-  if opts == nil then opts = {} end
-  check_options(opts, REQUEST_OPTIONS, "request", 2)
-  local method = opts.method or "GET"
-  if type(method) == "string" then method = METHOD_IDS[method:upper()] end
-  if not METHODS[method] then
-    error("bad option 'method' to 'request' (\"GET\", \"POST\"... or a METHOD_* value expected)", 2)
-  end
-  method = METHOD_IDS[METHODS[method]]        -- 2.0 -> 2
-  local headers = normalise_headers(opts.headers, "request")
-  local body = opts.body or ""
-  local timeout = opts.timeout or 30
-  if timeout <= 0 then
-    error("bad option 'timeout' to 'request' (positive number of seconds expected)", 2)
-  end
-  local max_redirects = opts.max_redirects or 8
-  if max_redirects < 0 or max_redirects % 1 ~= 0 then
-    error("bad option 'max_redirects' to 'request' (non-negative integer expected)", 2)
-  end
-  local chunk_size = opts.chunk_size or 65536
-  if chunk_size % 1 ~= 0 or chunk_size < 256 or chunk_size > 16 * 1024 * 1024 then
-    error("bad option 'chunk_size' to 'request' (integer from 256 to 16777216 expected)", 2)
-  end
-  chunk_size = math.floor(chunk_size)
-  local sink, path = open_sink(opts)
-  local deadline = now() + timeout
-  local redirects = 0
-
-  while true do
-    local scheme, host, port, target = parse_url(url)
-    if not scheme then
-      -- Only the caller's URL gets here: a redirect's is checked below.
-      return nil, ("invalid URL '%s' (%s)"):format(printable(url), host), "ERR_INVALID_PARAMETER"
-    end
-    local client = HTTPClient.new()
-    client:set_blocking_mode(true)
-    client:set_read_chunk_size(chunk_size)
-    local function left() return math.max(deadline - now(), 0.001) end
-    client:set_timeout(left())
-    local tls_options = scheme == "https" and opts.tls_options or nil
-    if opts.tls_options and scheme == "https" and opts.tls_options:is_server() then
-      return nil, "tls_options must be client TLSOptions", "ERR_INVALID_PARAMETER"
-    end
-    local ok, msg, code = client:connect_to_host((scheme == "https" and "https://" or "http://")
-      .. (host:find(":") and ("[" .. host .. "]") or host), port, tls_options)
-    if not ok then return nil, msg, code end
-    if client:get_status() ~= S.STATUS_CONNECTED then
-      msg, code = client:get_error()
-      return nil, msg or ("cannot connect to " .. host), code or "ERR_CANT_CONNECT"
-    end
-    client:set_timeout(left())
-    ok, msg, code = client:request(method, target, headers, body)
-    if not ok then return nil, msg, code end
-    if not client:has_response() then
-      msg, code = client:get_error()
-      client:close()
-      return nil, msg or "no response", code or "ERR_CONNECTION_ERROR"
-    end
-    local status = client:get_response_code()
-    local dict = client:get_response_headers_as_dictionary()
-    local location = dict["Location"]
-    if REDIRECTS[status] and location and max_redirects > 0 then
-      if redirects == max_redirects then
-        client:close()
-        return nil, ("more than %d redirects (the last to %s)"):format(max_redirects, location),
-          "ERR_UNAVAILABLE"
-      end
-      redirects = redirects + 1
-      client:close()              -- a fresh connection follows the redirect
-      -- The Location is the server's: a URL parse_url or request() would
-      -- refuse (a bad host, a space or line break) is the server's fault,
-      -- not an argument error.
-      local next_url = resolve_location(url, location)
-      local next_scheme, why = parse_url(next_url)
-      if not next_scheme then
-        return nil, ("the server redirected to an invalid URL '%s' (%s)")
-          :format(printable(location), why), "ERR_INVALID_DATA"
-      end
-      headers = redirect_headers(headers, url, next_url)
-      url = next_url
-      if status == 303 or ((status == 301 or status == 302) and METHODS[method] == "POST") then
-        method, body = METHOD_IDS.GET, ""
-        local kept = {}
-        for _, h in ipairs(headers) do
-          local n = h:match("^([^:]+)"):lower()
-          if n ~= "content-length" and n ~= "content-type" then kept[#kept + 1] = h end
-        end
-        headers = kept
-      end
-    else
-      -- The body: in memory, or streamed to the sink / a file.
-      local parts, total, file, tmp = {}, 0, nil, nil
-      if path then
-        tmp = path .. ".part"
-        file, msg = io.open(tmp, "wb")
-        if not file then
-          client:close()
-          return nil, ("cannot write '%s': %s"):format(tmp, msg), "ERR_FILE_CANT_WRITE"
-        end
-      end
-      while client:get_status() == S.STATUS_BODY do
-        client:set_timeout(left())
-        local chunk = client:read_response_body_chunk()
-        if #chunk > 0 then
-          total = total + #chunk
-          if file then
-            local w, werr = file:write(chunk)
-            if not w then
-              file:close(); os.remove(tmp); client:close()
-              return nil, ("cannot write '%s': %s"):format(tmp, werr), "ERR_FILE_CANT_WRITE"
-            end
-          elseif sink then
-            local sok, serr = pcall(sink, chunk)
-            if not sok then
-              client:close()
-              return nil, "the sink raised an error: " .. tostring(serr), "FAILED"
-            end
-          else
-            parts[#parts + 1] = chunk
-          end
-        end
-      end
-      local st = client:get_status()
-      if st ~= S.STATUS_CONNECTED and st ~= S.STATUS_DISCONNECTED then
-        msg, code = client:get_error()
-        if file then file:close(); os.remove(tmp) end
-        return nil, msg or "the response body did not arrive whole", code or "ERR_CONNECTION_ERROR"
-      end
-      dict = client:get_response_headers_as_dictionary()   -- with any trailers
-      client:close()
-      if file then
-        file:close()
-        local rok, rerr = os.rename(tmp, path)
-        if not rok then
-          os.remove(tmp)
-          return nil, ("cannot write '%s': %s"):format(path, rerr), "ERR_FILE_CANT_WRITE"
-        end
-      end
-      if sink or path then return total, status, dict end
-      return table.concat(parts), status, dict
-    end
-  end
-end
-
-HTTPClient.parse_url = parse_url
-HTTPClient._redirect_headers = redirect_headers     -- for HTTPRequest
+-- Kept on the class for scripts that used them: HTTPClient.parse_url(url)
+-- -> scheme, host, port, path; the origin rule of redirects.
+HTTPClient.parse_url = U.parse_url
+HTTPClient._redirect_headers = U.redirect_headers
 
 return HTTPClient

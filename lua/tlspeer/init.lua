@@ -40,9 +40,9 @@ end
 
 M.pipe = require "tlspeer.pipe"
 
-local http = require "tlspeer.http"
-M.HTTPClient = http
-M.request = http.request_url
+M.HTTPClient = require "tlspeer.http"
+M.request = require "tlspeer.request"
+M.HTTPRequest = require "tlspeer.httprequest"
 
 M.WebSocketPeer = require "tlspeer.websocket"
 
@@ -54,7 +54,7 @@ local ws_helpers = require "tlspeer.websocket_helpers"
 M.ws_listen = ws_helpers.ws_listen
 M.ws_connect = ws_helpers.ws_connect
 
--- One call per frame: a step of every live helper object.
+-- One call per frame: a step of every live helper object (HTTPRequests too).
 local loop = require "tlspeer.loop"
 M.poll = function(budget) return loop.poll(budget) end
 M.set_poll_budget = loop.set_budget
@@ -69,4 +69,18 @@ M.run = function(timeout)
   return true
 end
 
-return M
+-- A clock and a sleep for scripts (a game has its own frame clock).
+-- tls.now(): seconds on a monotonic clock (only differences mean anything).
+M.now = core._now
+-- tls.sleep(seconds): blocks the calling thread; nothing is polled meanwhile.
+M.sleep = function(seconds)
+  if type(seconds) ~= "number" or seconds ~= seconds or seconds < 0 then
+    error(("bad argument #1 to 'sleep' (seconds >= 0 expected, got %s)")
+      :format(type(seconds) == "number" and tostring(seconds) or type(seconds)), 2)
+  end
+  core._sleep(seconds)
+end
+
+-- tostring(tls.SomeClass) lists what it has; done last, so that it covers
+-- every class table above.
+return require("tlspeer.classes").decorate(M)

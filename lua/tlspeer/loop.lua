@@ -225,7 +225,12 @@ end
 
 -- tls.poll(): one non-blocking step of every live helper object, taking
 -- turns, within the time budget.
+-- When every owner was last stepped (tls.poll, tls.run): a client waiting
+-- for a server of the same script tells whether anybody polls it.
+M.polled_at = -1
+
 function M.poll(budget)
+  M.polled_at = now()
   M.collect(0)
   local deadline = now() + (budget or M.budget_time)
   local round = 1

@@ -29,6 +29,7 @@ end
 
 local KINDS = {
   boolean = type_is "boolean",
+  ["false"] = function(v) return v == false end,
   number = type_is "number",
   string = type_is "string",
   table = type_is "table",
