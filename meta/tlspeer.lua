@@ -80,7 +80,7 @@
 ---@field handshake_timeout? number seconds a client has for TLS and the upgrade (10)
 ---@field protocols? string[] subprotocols, in order of preference
 ---@field handshake_headers? string[] extra "Name: value" lines of the 101 response
----@field compression? boolean permessage-deflate (true)
+---@field compression? boolean permessage-deflate (false)
 ---@field inbound_buffer_size? integer 65535
 ---@field outbound_buffer_size? integer 65535
 ---@field max_queued_packets? integer 4096
@@ -100,7 +100,7 @@
 ---@field timeout? number seconds for connect, TLS and the upgrade (10)
 ---@field protocols? string[]
 ---@field handshake_headers? string[] extra "Name: value" lines of the upgrade request
----@field compression? boolean permessage-deflate (true)
+---@field compression? boolean permessage-deflate (false)
 ---@field inbound_buffer_size? integer
 ---@field outbound_buffer_size? integer
 ---@field max_queued_packets? integer
