@@ -9,7 +9,8 @@
 # through the job's state and the pool's lock.  The default specs drive
 # both hand-overs hard: the event core and worker spec (lookups that
 # stall, disconnects and collections in the middle of a step, fork), the
-# helpers, sessions and load specs (many handshakes at once).
+# helpers, sessions and load specs (many handshakes at once), HTTPRequest
+# and WebSocketPeer (lookups, connects and handshakes from tls.poll()).
 #
 # The interpreter is not instrumented: the runtime is preloaded into it
 # (through a wrapper, also for the interpreters the specs start), and
@@ -29,7 +30,7 @@ if [ $# -gt 0 ]; then
   files=("$@")
 else
   files=(spec/25-event_core_spec.lua spec/11-helpers_spec.lua spec/15-sessions_spec.lua
-         spec/19-load_spec.lua)
+         spec/19-load_spec.lua spec/27-httprequest_spec.lua spec/29-websocket_spec.lua)
 fi
 
 work=$(mktemp -d /tmp/tlspeer-tsan.XXXXXX)
