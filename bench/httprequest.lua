@@ -21,7 +21,8 @@
 -- built (bench/benchclock.c): on 2 shared cores a call preempted for a
 -- scheduler slice shows milliseconds of wall time for little work.
 package.path = "lua/?.lua;lua/?/init.lua;./?.lua;" .. package.path
-package.cpath = "build/?.so;bench/out/?.so;" .. package.cpath
+-- build/ unless LUA_CPATH picks a build (bench/sections.sh does).
+package.cpath = (os.getenv("LUA_CPATH") and "" or "build/?.so;") .. "bench/out/?.so;" .. package.cpath
 
 local B = require "bench.benchlib"
 local tls = require "tlspeer"

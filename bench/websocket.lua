@@ -15,7 +15,8 @@
 -- installs it) and python3-websockets.  Other roles of this file (run by
 -- the bench itself): serve, send, chat-server.
 package.path = "lua/?.lua;lua/?/init.lua;bench/?.lua;" .. package.path
-package.cpath = "build/?.so;bench/out/?.so;" .. package.cpath
+-- build/ unless LUA_CPATH picks a build (bench/sections.sh does).
+package.cpath = (os.getenv("LUA_CPATH") and "" or "build/?.so;") .. "bench/out/?.so;" .. package.cpath
 
 local B = require "benchlib"
 local q = B.sh_quote
