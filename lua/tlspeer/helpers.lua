@@ -353,11 +353,18 @@ function Server:_accept()
       server = self, tcp = stream, peer = peer, outbox = {}, out_from = 1, pending = 0,
       started = now(), established = false, closed = false, _owner = self,
     }, ServerConn)
-    if peer:accept_stream(stream, self.options) then
+    local ok, msg, code = peer:accept_stream(stream, self.options)
+    if ok then
       self.conns[conn] = true
       self.nconns = self.nconns + 1
       conn.deadline = loop.timer(conn.started + self.handshake_timeout, self, conn)
       loop.watch(peer, conn)
+    else
+      -- TLS could not even be set up (memory): the client learns it now,
+      -- not when the collector gets to the socket.
+      stream:disconnect_from_host()
+      conn.closed = true
+      self:_emit("connection_failed", conn, msg, code)
     end
   end
   return true
