@@ -43,8 +43,15 @@ if mode == "idle" then
   local m = tonumber(arg[5])
   local keep, reused = {}, 0
   for i = 1, m do
+    local t0 = now()
     local peer = open()
-    check(peer:put_data("x"))
+    local ok, msg, code = peer:put_data("x")
+    if not ok then
+      local tcp = peer:get_stream()
+      error(("connection %d of %d, after %.1f s: %s (%s); TLS status %s, TCP status %s %s"):format(
+        i, m, now() - t0, tostring(msg), tostring(code), tostring(peer:get_status()),
+        tostring(tcp and tcp:get_status()), tostring(tcp and tcp:get_local_port())))
+    end
     check(peer:get_data(1))
     if peer:is_session_reused() then reused = reused + 1 end
     keep[i] = peer

@@ -58,6 +58,15 @@ fi
 q=""
 [ -n "${QUICK:-}" ] && q="--quick"
 : > "$OUT/sections.md"
+# A section that fails is reported in the tables (with the end of its
+# error output) and the others still run; the exit status says so.
+status=0
+failed() {
+  status=1
+  cat "$3" >&2
+  { printf '\n### The %s section failed (%s)\n\n```\n' "$1" "$2"
+    tail -n 15 "$3"; printf '```\n\n'; } >> "$OUT/sections.md"
+}
 old_ifs=$IFS
 IFS='
 '
@@ -74,13 +83,16 @@ for b in $builds; do
     echo "bench: $s section, $label" >&2
     case $s in httprequest|websocket)
       LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH="$dir/?.so;;" \
-        $LUA "bench/$s.lua" $q >> "$OUT/sections.md"
+        $LUA "bench/$s.lua" $q >> "$OUT/sections.md" 2> "$OUT/$s-$tag.err" ||
+        failed "$s" "$label" "$OUT/$s-$tag.err"
       continue ;; esac
     LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH="$dir/?.so;;" LUA=$LUA \
-      $LUA "bench/$s.lua" $q --label "$label" --out "$OUT/$s-$tag.json" >> "$OUT/sections.md"
+      $LUA "bench/$s.lua" $q --label "$label" --out "$OUT/$s-$tag.json" \
+      >> "$OUT/sections.md" 2> "$OUT/$s-$tag.err" || failed "$s" "$label" "$OUT/$s-$tag.err"
   done
   IFS='
 '
 done
 IFS=$old_ifs
 cat "$OUT/sections.md"
+exit $status
