@@ -143,6 +143,54 @@ describe("the event core", function()
     srv:stop()
   end)
 
+  it("a listener out of descriptors pauses accepting, says so once, and accepts again later", function()
+    -- In a child with a low descriptor limit: the server's accept fails
+    -- with EMFILE while a client waits in the kernel's queue.  A listener
+    -- that kept polling would spin at full CPU for the whole second.
+    for _, kind in ipairs { "listen", "ws_listen" } do
+      local ok, out = H.run("ulimit -n 64; " .. H.LUA .. " -e " .. H.q(("package.path = %q; package.cpath = %q")
+        :format(package.path, package.cpath)) .. " -e " .. H.q(([[
+        local tls = require "tlspeer"
+        tls.set_worker_threads(0)
+        local srv = assert(tls.%s { port = 0, bind = "127.0.0.1",
+                                     certificate = "certs/server.crt", key = "certs/server.key" })
+        local said = {}
+        srv:on("error", function(msg) said[#said + 1] = msg end)
+        local port = srv:get_local_port()
+        srv:run(0.05)
+        local junk = {}
+        while true do
+          local f = io.open("/dev/null")
+          if not f then break end
+          junk[#junk + 1] = f
+        end
+        table.remove(junk):close()
+        local tcp = tls.StreamPeerTCP.new()
+        assert(tcp:connect_to_host("127.0.0.1", port))
+        local c0 = os.clock()
+        srv:run(1.0)
+        local cpu = os.clock() - c0
+        for _ = 1, 8 do table.remove(junk):close() end
+        local peer = tls.StreamPeerTLS.new()
+        local ca = tls.X509Certificate.new()
+        assert(ca:load("certs/ca.crt"))
+        assert(peer:connect_to_stream(tcp, "localhost", tls.TLSOptions.client(ca)))
+        local t0 = tls.now()
+        while peer:get_status() == tls.StreamPeerTLS.STATUS_HANDSHAKING and tls.now() < t0 + 5 do
+          srv:poll(); peer:poll(); tls.sleep(0.002)
+        end
+        print(("said=%%d cpu=%%.3f status=%%d first=%%s"):format(#said, cpu, peer:get_status(), said[1]))
+      ]]):format(kind)))
+      assert.is_true(ok, out)
+      local said, cpu, status = out:match("said=(%d+) cpu=(%S+) status=(%d+)")
+      assert.equal("1", said, out)
+      assert.matches("cannot accept a connection %(accept failed: Too many open files%)", out)
+      assert.is_true(tonumber(cpu) < 0.3, out)        -- a spin would take the whole second
+      -- accepted after the pause: the TLS handshake completes
+      assert.equal(tostring(tls.StreamPeerTLS.STATUS_CONNECTED), status, out)
+    end
+  end)
+
   it("tls.run(timeout) serves every helper object and returns after the timeout", function()
     local srv = new_server()
     srv:on("data_received", function(conn, data) conn:send(data) end)

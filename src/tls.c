@@ -1420,9 +1420,16 @@ static int finish_handshake(struct tp_tls *t, double deadline)
         /* A blocking call holds its caller anyway: the steps run here, and
          * wait for the network in recv() (read_deadline), with none of the
          * hand-offs to a worker and back. */
-        blocking_reads(t, deadline);
-        handshake_step(t);
-        blocking_reads(t, 0);
+        int ret;
+        /* A step a non-blocking call left on a worker: take its result
+         * first, so that the next steps run here. */
+        if (t->job != NULL && collect_step(t->L, t, &ret) == 0)
+            handshake_result(t, ret);
+        if (t->status == TLS_HANDSHAKING) {
+            blocking_reads(t, deadline);
+            handshake_step(t);
+            blocking_reads(t, 0);
+        }
         if (t->status == TLS_CONNECTED)
             return 1;
         if (t->status != TLS_HANDSHAKING)

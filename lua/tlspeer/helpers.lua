@@ -345,8 +345,11 @@ local ACCEPT_PER_STEP = 4
 function Server:_accept()
   local tcp = self.tcp
   for _ = 1, ACCEPT_PER_STEP do
-    local stream = tcp:take_connection()
-    if not stream then return false end
+    local stream, msg, code = tcp:take_connection()
+    if not stream then
+      if code == "FAILED" then loop.pause_accept(self, tcp, msg) end
+      return false
+    end
     stream:set_no_delay(true)
     local peer = StreamPeerTLS.new()
     local conn = setmetatable({
@@ -391,6 +394,10 @@ end
 
 -- A timer: a handshake that took too long, or a close that lingered.
 function Server:_timeout(conn)
+  if conn == loop.RESUME_ACCEPT then
+    if self.tcp:is_listening() then loop.watch(self.tcp, self) end
+    return
+  end
   if conn.closed then return end
   if conn.closing then
     return self:_end(conn)                      -- what is left is dropped

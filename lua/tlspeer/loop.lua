@@ -122,6 +122,31 @@ local function fire_timers(t)
   end
 end
 
+-- A listener whose accept failed for want of descriptors or memory
+-- (EMFILE, ENFILE, ENOBUFS): the kernel reports it ready again at once, so
+-- instead of spinning it leaves the loop for a tenth of a second (the
+-- waiting clients stay queued in the kernel); the owner hears of it (its
+-- "error" listeners, else stderr) at most once a second.  The owner's
+-- _timeout(M.RESUME_ACCEPT) watches it again.
+M.RESUME_ACCEPT = setmetatable({}, { __tostring = function() return "resume accepting" end })
+M.ACCEPT_PAUSE = 0.1
+
+function M.pause_accept(owner, listener, msg)
+  M.unwatch(listener)
+  M.timer(now() + M.ACCEPT_PAUSE, owner, M.RESUME_ACCEPT)
+  local t = now()
+  if owner._accept_said and t < owner._accept_said + 1 then return end
+  owner._accept_said = t
+  local text = ("tlspeer: cannot accept a connection (%s); accepting again in %g s")
+    :format(tostring(msg), M.ACCEPT_PAUSE)
+  local list = owner._events and owner._events.error
+  if list and #list > 0 then
+    for i = 1, #list do pcall(list[i], text) end
+  else
+    io.stderr:write(text, "\n")
+  end
+end
+
 ---------------------------------------------------------------- owners
 
 -- Owners with queued work, in the order they got it.

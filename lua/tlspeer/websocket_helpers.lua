@@ -299,8 +299,11 @@ local ACCEPT_PER_STEP = 4
 
 function Server:_accept()
   for _ = 1, ACCEPT_PER_STEP do
-    local stream = self.tcp:take_connection()
-    if not stream then return false end
+    local stream, msg, code = self.tcp:take_connection()
+    if not stream then
+      if code == "FAILED" then loop.pause_accept(self, self.tcp, msg) end
+      return false
+    end
     local ws = make_peer(self.opts)
     local ok = true
     if self.options then
@@ -333,6 +336,10 @@ function Server:_forget(conn)
 end
 
 function Server:_timeout(conn)
+  if conn == loop.RESUME_ACCEPT then
+    if self.tcp:is_listening() then loop.watch(self.tcp, self) end
+    return
+  end
   if conn.ended then return end
   if not conn.established and conn.deadline and not conn.deadline.cancelled
       and now() >= conn.deadline.at then
