@@ -153,8 +153,14 @@ mkdir -p "$OUT/certs"
 LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH="$first_build/?.so;;" \
   $LUA bench/gencerts.lua "$OUT/certs"
 
-# 1,000 connections per process, two descriptors each on the server side.
-ulimit -n 8192 2>/dev/null || ulimit -n 4096 2>/dev/null || true
+# 1,000 connections per process, two descriptors each on the server side:
+# the soft limit is raised to 8192 when it is lower, never lowered, and the
+# hard limit is left alone (the scale section raises its own processes'
+# soft limit to 10,000 connections and more).
+n=$(ulimit -Sn)
+if [ "$n" != unlimited ] && [ "$n" -lt 8192 ]; then
+  ulimit -Sn 8192 2>/dev/null || ulimit -Sn "$(ulimit -Hn)" 2>/dev/null || true
+fi
 
 set --
 [ -n "${QUICK:-}" ] && set -- --quick

@@ -59,7 +59,7 @@ local q = B.sh_quote
 local function raise(cmd)
   -- The descriptor limit of the bench's own processes (root may raise the
   -- hard limit too; else the hard limit as it is).
-  return ("sh -c %s"):format(q(("ulimit -n %d 2>/dev/null || ulimit -n $(ulimit -Hn); exec %s")
+  return ("sh -c %s"):format(q(("ulimit -n %d 2>/dev/null || ulimit -Sn $(ulimit -Hn); exec %s")
     :format(NOFILE, cmd)))
 end
 
@@ -99,6 +99,10 @@ local function measure(n, tmp)
     s.pid = B.spawn(raise(s.cmd), s.log, s.id .. " server")
     s.port = tonumber((B.wait_line(s.log, "^PORT (%d+)", 10, s.pid)))
     s.nofile = nofile(s.pid)
+    if s.nofile and s.nofile < n + 64 then
+      error(("the %s server may open %d descriptors, fewer than %d connections need: "
+        .. "raise the hard limit (ulimit -Hn) of the shell that runs the bench"):format(s.id, s.nofile, n))
+    end
     ports[i] = s.port
   end
   local csv = table.concat(ports, ",")

@@ -240,7 +240,7 @@ for _, impl in ipairs(IMPLS) do
   }
 end
 
-print(("## WebSocket over wss, loopback (%s)\n"):format(os.date("!%Y-%m-%d")))
+print(("\n### WebSocket over wss, loopback (%s)\n"):format(os.date("!%Y-%m-%d")))
 print(("One client sends %d messages of 64 B, then %d of 1 MiB, to a server that counts them;"
   .. " timed from the open connection to the server's \"done\". Each pair runs in two processes"
   .. " of its own; no compression.\n"):format(small_n, large_n))
@@ -257,7 +257,7 @@ for _, mode in ipairs { { "default", "Lua's collector as it comes" },
   local spid = B.spawn(("%s bench/websocket.lua chat-server %d tls %s"):format(q(LUA), seconds, mode[1]),
     log("chat-server"), "chat server")
   local port = tonumber(B.wait_line(log("chat-server"), "^READY (%d+)", 60, spid))
-  local cpid = B.spawn(("sh -c %s"):format(q(("ulimit -n 8192; exec env NODE_PATH=%s node bench/ws_bench_peer.js chat %d %s 1000 %d")
+  local cpid = B.spawn(("sh -c %s"):format(q(("ulimit -Sn 8192 2>/dev/null || ulimit -Sn $(ulimit -Hn); exec env NODE_PATH=%s node bench/ws_bench_peer.js chat %d %s 1000 %d")
     :format(q(NPM), port, CA, seconds + 60))), log("chat-clients"), "chat clients")
   B.wait_exit(spid, seconds + 120)
   B.stop(cpid)
