@@ -14,6 +14,8 @@ local core = require "tlspeer.core"
 local now, wait_sockets = core._now, core._wait
 
 local CERTS = os.getenv("BENCH_CERTS") or "."
+-- BENCH_WORKERS=n: tls.set_worker_threads(n) (0: every handshake step inline).
+if os.getenv("BENCH_WORKERS") then tls.set_worker_threads(tonumber(os.getenv("BENCH_WORKERS"))) end
 local MiB = 1 << 20
 
 local function check(v, msg, code)

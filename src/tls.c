@@ -1112,6 +1112,9 @@ static int setup(lua_State *L, struct tp_tls *t, int opt, int server,
     t->status = TLS_HANDSHAKING;
     t->save_session = 0;
     t->resumed = 0;
+    /* A server starts by reading the ClientHello: no step (nor a trip to
+     * a worker) before it has come. */
+    t->last_want = server ? MBEDTLS_ERR_SSL_WANT_READ : 0;
     begin_io(L, t);
     handshake_step(t);
     settle(L, t);
