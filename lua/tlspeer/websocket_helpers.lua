@@ -40,23 +40,9 @@ function Emitter:on(event, fn)
   return self
 end
 
-function Emitter:_emit(event, ...)
-  local list = self._events[event]
-  for i = 1, #list do
-    local ok, err = pcall(list[i], ...)
-    if not ok then self:_report(event, err) end
-  end
-end
-
-function Emitter:_report(event, err)
-  local msg = ("tlspeer: the '%s' handler raised an error: %s"):format(event, tostring(err))
-  local list = self._events.error
-  if list and #list > 0 then
-    for i = 1, #list do pcall(list[i], msg) end
-  else
-    io.stderr:write(msg, "\n")
-  end
-end
+-- Emitting and reporting raising handlers: as tls.listen / tls.connect.
+local shared = require("tlspeer.helpers")._Emitter
+Emitter._emit, Emitter._report = shared._emit, shared._report
 
 local function events()
   return { connection_established = {}, message_received = {}, disconnected = {},
