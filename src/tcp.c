@@ -124,18 +124,20 @@ static int tp_socket_nonblock(int family)
 /* Connected: the socket may block from now on (see above). */
 static void set_blocking(struct tp_tcp *t)
 {
-    int fl = fcntl(t->fd, F_GETFL);
-    if (fl >= 0 && fcntl(t->fd, F_SETFL, fl & ~O_NONBLOCK) == 0)
+    int off = 0;
+    if (ioctl(t->fd, FIONBIO, &off) == 0)     /* one call, O_NONBLOCK only */
         t->blocking = 1;
 }
 
 /* Sets SO_RCVTIMEO for a recv() that may wait `left` seconds, unless the
- * value set last is close enough (within 1 %, and never longer than left
- * by more than that): a blocking read costs no extra system call. */
+ * value set last is close enough (within 1 % either way): a blocking read
+ * costs no extra system call.  A recv() that gives up up to 1 % early
+ * says "nothing yet", and its caller waits out the rest of its deadline. */
 static void set_rcvtimeo(struct tp_tcp *t, double left)
 {
     struct timeval tv;
-    if (t->rcvtimeo > 0 && left <= t->rcvtimeo && left >= t->rcvtimeo * 0.99)
+    if (t->rcvtimeo > 0 && t->rcvtimeo <= left * 1.01 &&
+        t->rcvtimeo >= left * 0.99)
         return;
     tv.tv_sec = (time_t)left;
     tv.tv_usec = (long)((left - (double)tv.tv_sec) * 1e6);
@@ -398,7 +400,10 @@ static void update_connecting(struct tp_tcp *t)
     pfd.revents = 0;
     if (poll(&pfd, 1, 0) <= 0)
         return;
-    if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+    /* Writable with no error or hang-up: connected (a failed connect()
+     * always shows POLLERR), without asking SO_ERROR. */
+    if ((pfd.revents & (POLLERR | POLLHUP | POLLNVAL)) &&
+        getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
         err = errno;
     if (err == 0) {
         set_blocking(t);

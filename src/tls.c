@@ -792,18 +792,35 @@ static int collect_step(lua_State *L, struct tp_tls *t, int *ret)
     return 0;
 }
 
-/* Waits for a step on a worker to end (a close, a collection). */
+/* Takes back a step no worker has started (it does not run): 1, or 0
+ * when it is running or over. */
+static int reclaim_step(lua_State *L, struct tp_tls *t)
+{
+    hs_job *j = t->job;
+    if (!tp_job_reclaim(&j->job))
+        return 0;
+    drop_anchor(L, j);
+    tp_watch_job(tp_tcp_watch_of(t->tcp), NULL);
+    tp_tcp_lend(t->tcp, NULL);
+    t->job = NULL;
+    free(j);
+    return 1;
+}
+
+/* Waits for a step on a worker to end (a close, a collection); one that
+ * has not started is taken back instead. */
 static void settle_step(lua_State *L, struct tp_tls *t)
 {
     int ret;
-    if (t->job == NULL)
+    if (t->job == NULL || reclaim_step(L, t))
         return;
     tp_job_wait(&t->job->job, -1);
     (void)collect_step(L, t, &ret);
 }
 
-/* Whether a step is worth sending: the stream is connected, and what the
- * last step waited for (data to read, room to write) is there. */
+/* Whether a step is worth taking: the stream is connected, and what the
+ * last step waited for (data to read, room to write) is there, or a
+ * blocking call's reads wait for it in recv() (no poll() first). */
 static int step_ready(struct tp_tls *t)
 {
     int st = tp_tcp_status(t->tcp);
@@ -811,7 +828,7 @@ static int step_ready(struct tp_tls *t)
         return 0;
     if (st != 2)
         return 1;                         /* failed: let the step say so */
-    if (t->last_want == MBEDTLS_ERR_SSL_WANT_READ)
+    if (t->last_want == MBEDTLS_ERR_SSL_WANT_READ && t->read_deadline <= 0)
         return tp_tcp_readable(t->tcp);
     return 1;
 }
@@ -1424,9 +1441,11 @@ static int finish_handshake(struct tp_tls *t, double deadline)
          * wait for the network in recv() (read_deadline), with none of the
          * hand-offs to a worker and back. */
         int ret;
-        /* A step a non-blocking call left on a worker: take its result
-         * first, so that the next steps run here. */
-        if (t->job != NULL && collect_step(t->L, t, &ret) == 0)
+        /* A step a non-blocking call left on a worker: taken back if no
+         * worker has started it (it runs here, next), else its result is
+         * taken once it is over, so that the next steps run here. */
+        if (t->job != NULL && !reclaim_step(t->L, t) &&
+            collect_step(t->L, t, &ret) == 0)
             handshake_result(t, ret);
         if (t->status == TLS_HANDSHAKING) {
             blocking_reads(t, deadline);
@@ -1747,10 +1766,10 @@ static int tls_disconnect_from_stream(lua_State *L)
         t->close_deferred = 1;
         return 0;
     }
-    if (t->job != NULL) {
-        /* A handshake step is on a worker: the close happens once it has
-         * ended (the next call that looks, or the collector), never by
-         * waiting for it here. */
+    if (t->job != NULL && !reclaim_step(L, t)) {
+        /* A handshake step is running on a worker: the close happens once
+         * it has ended (the next call that looks, or the collector), never
+         * by waiting for it here.  (One still queued was taken back.) */
         t->close_deferred = 1;
         t->status = TLS_DISCONNECTED;
         return 0;
