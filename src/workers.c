@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <time.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,9 +164,24 @@ static void wake(tp_pool *p)
     }
 }
 
+/* Workers are batch threads where the system has them (Linux): the same
+ * share of the processors as any thread, but waking one never preempts a
+ * running thread.  The thread that queued a step (a game's frame) keeps its
+ * processor until it blocks or its time slice ends, instead of being
+ * switched out in the middle of a call by the worker it just woke. */
+static void batch_priority(void)
+{
+#ifdef SCHED_BATCH
+    struct sched_param sp;
+    memset(&sp, 0, sizeof sp);
+    (void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+#endif
+}
+
 static void *worker(void *arg)
 {
     tp_pool *p = arg;
+    batch_priority();
     pthread_mutex_lock(&p->mu);
     for (;;) {
         tp_job *job;
