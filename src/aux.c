@@ -1,17 +1,20 @@
 /*
  * aux.c - helpers shared by every tlspeer class.
  */
+#define _DEFAULT_SOURCE 1             /* madvise(), MADV_WIPEONFORK */
 #include "aux.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <time.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -273,7 +276,7 @@ int tp_rng_open(lua_State *L)
                                "cannot seed the random generator from the "
                                "operating system's entropy source");
     }
-    b->pid = getpid();
+    b->pid = (pid_t)tp_pid();
     lua_rawsetp(L, LUA_REGISTRYINDEX, &rng_key);
     return 0;
 }
@@ -289,6 +292,43 @@ void *tp_rng(lua_State *L)
     return b;
 }
 
+/* The process id, cached in a page the kernel zeroes in a child made by
+ * any fork (MADV_WIPEONFORK, Linux 4.14): a zero there means "ask again".
+ * Every random draw and every worker job checks it, so the saved system
+ * call counts.  Elsewhere (or if the page cannot be had) it is getpid(). */
+static long *pid_page;
+static pthread_once_t pid_once = PTHREAD_ONCE_INIT;
+
+static void pid_page_init(void)
+{
+#ifdef MADV_WIPEONFORK
+    long psz = sysconf(_SC_PAGESIZE);
+    void *p = mmap(NULL, (size_t)(psz > 0 ? psz : 4096),
+                   PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return;
+    if (madvise(p, (size_t)(psz > 0 ? psz : 4096), MADV_WIPEONFORK) != 0) {
+        munmap(p, (size_t)(psz > 0 ? psz : 4096));
+        return;
+    }
+    pid_page = p;
+#endif
+}
+
+long tp_pid(void)
+{
+    long pid;
+    (void)pthread_once(&pid_once, pid_page_init);
+    if (pid_page == NULL)
+        return (long)getpid();
+    pid = __atomic_load_n(pid_page, __ATOMIC_ACQUIRE);
+    if (pid == 0) {
+        pid = (long)getpid();
+        __atomic_store_n(pid_page, pid, __ATOMIC_RELEASE);
+    }
+    return pid;
+}
+
 /* Every draw checks the process id itself: mbedtls keeps this callback and
  * its context (TLS configurations, ticket keys) across fork(), so a child
  * of a pre-fork server must notice on its own.  It reseeds from the OS,
@@ -297,7 +337,7 @@ void *tp_rng(lua_State *L)
 int tp_rng_random(void *ctx, unsigned char *out, size_t len)
 {
     tp_rngbox *b = ctx;
-    pid_t pid = getpid();
+    pid_t pid = (pid_t)tp_pid();
     /* Handshake steps on worker threads draw too (the DRBG has its own
      * lock): the pid is read and set atomically, and two first draws in a
      * child both reseeding does no harm. */

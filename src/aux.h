@@ -104,6 +104,9 @@ TP_HIDDEN int tp_optboolean(lua_State *L, int arg, int def);
 /* The Lua state's random generator (seeded once from the OS): the context
  * to give mbedtls with tp_rng_random, which reseeds in a forked child. */
 TP_HIDDEN void *tp_rng(lua_State *L);
+/* getpid(), without a system call where the system can tell a forked
+ * child by memory alone (Linux: a MADV_WIPEONFORK page). */
+TP_HIDDEN long tp_pid(void);
 TP_HIDDEN int tp_rng_random(void *rng, unsigned char *out, size_t len);
 TP_HIDDEN int tp_rng_open(lua_State *L); /* 0, or pushes a failure (3) */
 
@@ -333,6 +336,8 @@ TP_HIDDEN struct tp_options *tp_checkoptions(lua_State *L, int idx);
 TP_HIDDEN mbedtls_ssl_config *tp_options_conf(struct tp_options *o);
 TP_HIDDEN int tp_options_is_server(struct tp_options *o);
 TP_HIDDEN int tp_options_is_unsafe(struct tp_options *o);
+/* Whether the options offer TLS 1.2 alone (no TLS 1.3 key share). */
+TP_HIDDEN int tp_options_tls12_only(struct tp_options *o);
 /* The default CA bundle the options trust while it still loads (NULL once
  * it is there, or for any other chain); _settled: it is there. */
 TP_HIDDEN const mbedtls_x509_crt *tp_options_pending_trust(struct tp_options *o);

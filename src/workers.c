@@ -73,7 +73,7 @@ static int pending(int s)
 int tp_job_state(tp_job *job)
 {
     int s = LOAD(&job->state);
-    if (pending(s) && job->pid != (long)getpid())
+    if (pending(s) && job->pid != tp_pid())
         return TP_JOB_LOST;           /* queued before fork, in the parent */
     return s;
 }
@@ -81,7 +81,7 @@ int tp_job_state(tp_job *job)
 void tp_job_abandon(tp_job *job)
 {
     int s = LOAD(&job->state);
-    if (!pending(s) || job->pid != (long)getpid()) {
+    if (!pending(s) || job->pid != tp_pid()) {
         job->free(job);               /* done, or no thread of ours has it */
         return;
     }
@@ -95,7 +95,7 @@ int tp_job_reclaim(tp_job *job)
     tp_pool *p;
     tp_job **at;
     int taken = 0;
-    if (LOAD(&job->state) != TP_JOB_QUEUED || job->pid != (long)getpid())
+    if (LOAD(&job->state) != TP_JOB_QUEUED || job->pid != tp_pid())
         return 0;
     p = job->pool;
     pthread_mutex_lock(&p->mu);
@@ -123,7 +123,7 @@ int tp_job_reclaim(tp_job *job)
 int tp_job_wait(tp_job *job, double deadline)
 {
     tp_pool *p;
-    if (!pending(LOAD(&job->state)) || job->pid != (long)getpid())
+    if (!pending(LOAD(&job->state)) || job->pid != tp_pid())
         return 1;
     p = job->pool;
     pthread_mutex_lock(&p->mu);
@@ -242,7 +242,7 @@ static int start(tp_pool *p)
 int tp_pool_submit(tp_pool *p, tp_job *job)
 {
     job->pool = p;
-    job->pid = (long)getpid();
+    job->pid = tp_pid();
     job->next = NULL;
     STORE(&job->state, TP_JOB_QUEUED);
     pthread_mutex_lock(&p->mu);
@@ -277,7 +277,7 @@ static void forget(tp_pool *p)
 static void destroy(tp_pool *p)
 {
     int i;
-    if (p->pid != getpid()) {
+    if (p->pid != (pid_t)tp_pid()) {
         forget(p);
         return;
     }
@@ -325,7 +325,7 @@ static tp_pool *create(int max, int wake_fd, const char *name, int detached)
     p->detached = detached;
     p->refs = 1;                      /* the owner */
     p->wake_fd = wake_fd;
-    p->pid = getpid();
+    p->pid = (pid_t)tp_pid();
     p->name = name;
     return p;
 }
@@ -391,7 +391,7 @@ static tp_pools *pools(lua_State *L)
         set_nonblock_cloexec(b->wake[1]);
     } else
         b->wake[0] = b->wake[1] = -1;
-    b->pid = getpid();
+    b->pid = (pid_t)tp_pid();
     lua_newtable(L);
     lua_pushcfunction(L, pools_gc);
     lua_setfield(L, -2, "__gc");
@@ -406,7 +406,7 @@ tp_pool *tp_pool_get(lua_State *L, int kind)
     tp_pool *p = b->pool[kind];
     if (b->cpu_max == 0)
         return NULL;                  /* tls.set_worker_threads(0) */
-    if (p != NULL && p->pid != getpid()) {
+    if (p != NULL && p->pid != (pid_t)tp_pid()) {
         forget(p);                    /* forked: the parent's threads are gone */
         p = b->pool[kind] = NULL;
     }
