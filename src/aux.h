@@ -235,9 +235,10 @@ TP_HIDDEN int tp_pool_submit(tp_pool *p, tp_job *job);
 TP_HIDDEN int tp_job_state(tp_job *job);
 /* Gives the job up: freed now if it is over, else by the worker. */
 TP_HIDDEN void tp_job_abandon(tp_job *job);
-/* Takes a job that no worker has started back out of its queue: 1 (it
- * will not run; the caller owns it again and may do its work itself), or
- * 0 when a worker has it already (or it is over). */
+/* Calls off a job that no worker has started: 1 (it will not run, and the
+ * worker that takes it from the queue frees it: the caller may do its work
+ * itself, and must not touch the job again), or 0 when a worker has it
+ * already (or it is over). */
 TP_HIDDEN int tp_job_reclaim(tp_job *job);
 /* Waits until the job is over or the deadline (tp_now(); < 0: forever)
  * passes; 1 when over. */

@@ -797,18 +797,17 @@ static int collect_step(lua_State *L, struct tp_tls *t, int *ret)
     return 0;
 }
 
-/* Takes back a step no worker has started (it does not run): 1, or 0
- * when it is running or over. */
+/* Takes back a step no worker has started (it does not run, and its
+ * worker frees the job): 1, or 0 when it is running or over. */
 static int reclaim_step(lua_State *L, struct tp_tls *t)
 {
     hs_job *j = t->job;
     if (!tp_job_reclaim(&j->job))
         return 0;
-    drop_anchor(L, j);
+    drop_anchor(L, j);                /* j is only a key here: not read */
     tp_watch_job(tp_tcp_watch_of(t->tcp), NULL);
     tp_tcp_lend(t->tcp, NULL);
     t->job = NULL;
-    free(j);
     return 1;
 }
 

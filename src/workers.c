@@ -92,32 +92,12 @@ void tp_job_abandon(tp_job *job)
 
 int tp_job_reclaim(tp_job *job)
 {
-    tp_pool *p;
-    tp_job **at;
-    int taken = 0;
-    if (LOAD(&job->state) != TP_JOB_QUEUED || job->pid != tp_pid())
+    /* No lock: a job still queued is marked abandoned, so the worker that
+     * pops it frees it without running it (as for any abandoned job). */
+    int expect = TP_JOB_QUEUED;
+    if (job->pid != tp_pid())
         return 0;
-    p = job->pool;
-    pthread_mutex_lock(&p->mu);
-    /* Only a job still in the queue: a worker that has popped it (and not
-     * yet marked it running) owns it. */
-    for (at = &p->head; *at != NULL; at = &(*at)->next) {
-        if (*at != job)
-            continue;
-        *at = job->next;
-        if (p->tail == job) {
-            tp_job *last = p->head;
-            while (last != NULL && last->next != NULL)
-                last = last->next;
-            p->tail = last;
-        }
-        job->next = NULL;
-        STORE(&job->state, TP_JOB_DONE);
-        taken = 1;
-        break;
-    }
-    pthread_mutex_unlock(&p->mu);
-    return taken;
+    return CAS(&job->state, &expect, TP_JOB_ABANDONED);
 }
 
 int tp_job_wait(tp_job *job, double deadline)
