@@ -148,7 +148,27 @@ static void wake(tp_pool *p)
  * share of the processors as any thread, but waking one never preempts a
  * running thread.  The thread that queued a step (a game's frame) keeps its
  * processor until it blocks or its time slice ends, instead of being
- * switched out in the middle of a call by the worker it just woke. */
+ * switched out in the middle of a call by the worker it just woke.  They
+ * are born so (a new thread that ran first would preempt its creator);
+ * where the attribute is refused, they switch themselves. */
+static int batch_attr(pthread_attr_t *a)
+{
+#ifdef SCHED_BATCH
+    struct sched_param sp;
+    memset(&sp, 0, sizeof sp);
+    if (pthread_attr_init(a) != 0)
+        return 0;
+    if (pthread_attr_setinheritsched(a, PTHREAD_EXPLICIT_SCHED) == 0 &&
+        pthread_attr_setschedpolicy(a, SCHED_BATCH) == 0 &&
+        pthread_attr_setschedparam(a, &sp) == 0)
+        return 1;
+    pthread_attr_destroy(a);
+#else
+    (void)a;
+#endif
+    return 0;
+}
+
 static void batch_priority(void)
 {
 #ifdef SCHED_BATCH
@@ -201,14 +221,18 @@ static void *worker(void *arg)
 /* Starts the threads (the first time a job comes).  0 or -1. */
 static int start(tp_pool *p)
 {
-    int i;
+    pthread_attr_t attr;
+    int i, batch;
     if (p->nthreads > 0)
         return 0;
     p->threads = calloc((size_t)p->max, sizeof *p->threads);
     if (p->threads == NULL)
         return -1;
+    batch = batch_attr(&attr);
     for (i = 0; i < p->max; i++) {
-        if (pthread_create(&p->threads[i], NULL, worker, p) != 0)
+        if ((!batch ||
+             pthread_create(&p->threads[i], &attr, worker, p) != 0) &&
+            pthread_create(&p->threads[i], NULL, worker, p) != 0)
             break;
         if (p->detached) {
             pthread_detach(p->threads[i]);
@@ -216,6 +240,8 @@ static int start(tp_pool *p)
         }
         p->nthreads++;
     }
+    if (batch)
+        pthread_attr_destroy(&attr);
     return p->nthreads > 0 ? 0 : -1;
 }
 
