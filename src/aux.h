@@ -337,8 +337,6 @@ TP_HIDDEN struct tp_options *tp_checkoptions(lua_State *L, int idx);
 TP_HIDDEN mbedtls_ssl_config *tp_options_conf(struct tp_options *o);
 TP_HIDDEN int tp_options_is_server(struct tp_options *o);
 TP_HIDDEN int tp_options_is_unsafe(struct tp_options *o);
-/* Whether the options offer TLS 1.2 alone (no TLS 1.3 key share). */
-TP_HIDDEN int tp_options_tls12_only(struct tp_options *o);
 /* The default CA bundle the options trust while it still loads (NULL once
  * it is there, or for any other chain); _settled: it is there. */
 TP_HIDDEN const mbedtls_x509_crt *tp_options_pending_trust(struct tp_options *o);

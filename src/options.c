@@ -20,7 +20,6 @@ struct tp_options {
     tp_obj hdr;
     unsigned char server, unsafe, ready, has_trust, ticket_ready;
     unsigned char free_pending;          /* collected while still in use */
-    unsigned char tls12_only;            /* TLS 1.3 not offered */
     int verify;
     int users;                           /* mbedtls contexts set up on conf */
     /* The default CA bundle while it loads on a worker (the chain the conf
@@ -130,11 +129,6 @@ mbedtls_ssl_config *tp_options_conf(struct tp_options *o)
 int tp_options_is_server(struct tp_options *o)
 {
     return o->server;
-}
-
-int tp_options_tls12_only(struct tp_options *o)
-{
-    return !TP_HAVE_TLS13 || o->tls12_only;
 }
 
 const mbedtls_x509_crt *tp_options_pending_trust(struct tp_options *o)
@@ -284,10 +278,8 @@ static int apply_opts(lua_State *L, int idx, int anchor, struct tp_options *o)
             int n13 = 0;
             for (i = 0; i < n; i++)
                 n13 += o->suites[i] >= 0x1301 && o->suites[i] <= 0x1305;
-            if (n13 == 0) {
+            if (n13 == 0)
                 tp_ssl_conf_max_tls12(&o->conf);
-                o->tls12_only = 1;
-            }
             else if (n13 == n)
                 tp_ssl_conf_min_tls13(&o->conf);
         }

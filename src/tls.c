@@ -40,7 +40,6 @@ struct tp_tls {
     unsigned char drop_session;  /* the offered one failed: forget it */
     unsigned char save_session;  /* a session to keep for next time */
     unsigned char resumed;       /* the handshake resumed a session */
-    unsigned char inline_next;   /* the next step has no public-key work */
     unsigned char bio_eof;       /* the transport reported its end */
     unsigned char in_bio;        /* inside a Lua transport's method */
     unsigned char close_deferred;/* disconnect_from_stream() from there */
@@ -725,10 +724,6 @@ static int submit_step(lua_State *L, struct tp_tls *t)
 {
     tp_pool *pool;
     hs_job *j;
-    if (t->inline_next) {
-        t->inline_next = 0;
-        return 0;
-    }
     if (t->tcp == NULL || t->read_deadline > 0 ||
         (pool = tp_pool_get(L, TP_POOL_CPU)) == NULL)
         return 0;
@@ -1136,9 +1131,6 @@ static int setup(lua_State *L, struct tp_tls *t, int opt, int server,
     /* A server starts by reading the ClientHello: no step (nor a trip to
      * a worker) before it has come. */
     t->last_want = server ? MBEDTLS_ERR_SSL_WANT_READ : 0;
-    /* A TLS 1.2 ClientHello has no key share to make: it is written here
-     * rather than handed to a worker and back. */
-    t->inline_next = !server && tp_options_tls12_only(o);
     begin_io(L, t);
     handshake_step(t);
     settle(L, t);
