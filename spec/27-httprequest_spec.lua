@@ -785,13 +785,15 @@ describe("regressions", function()
     local args = "-www -tls1_2 -cert certs/server.crt -key certs/server.key"
     local s12 = H.s_server(args)
     local ok, status = tls.request(("https://127.0.0.1:%d/"):format(s12.port), { tls_options = opts })
-    s12.stop()
     assert.is_string(ok, status)
     assert.equal(200, status)
     -- The same port, first TLS 1.3, then (restarted) TLS 1.2 only (mbedtls
     -- 2.28 has no TLS 1.3: nothing to resume across versions there).
-    if not tls.mbedtls_version:match("^3%.") then return end
+    if not tls.mbedtls_version:match("^3%.") then s12.stop(); return end
+    -- s12 stays up until s13 has its port: a port s12 just gave back would
+    -- carry s12's TLS 1.2 session into the first TLS 1.3 request.
     local s13 = H.s_server("-www -tls1_3 -cert certs/server.crt -key certs/server.key")
+    s12.stop()
     local port = s13.port
     ok, status = tls.request(("https://127.0.0.1:%d/"):format(port), { tls_options = opts })
     assert.equal(200, status, status)
