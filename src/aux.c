@@ -303,12 +303,13 @@ static void pid_page_init(void)
 {
 #ifdef MADV_WIPEONFORK
     long psz = sysconf(_SC_PAGESIZE);
-    void *p = mmap(NULL, (size_t)(psz > 0 ? psz : 4096),
-                   PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    size_t size = psz > 0 ? (size_t)psz : 4096;
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return;
-    if (madvise(p, (size_t)(psz > 0 ? psz : 4096), MADV_WIPEONFORK) != 0) {
-        munmap(p, (size_t)(psz > 0 ? psz : 4096));
+    if (madvise(p, size, MADV_WIPEONFORK) != 0) {
+        munmap(p, size);
         return;
     }
     pid_page = p;

@@ -770,6 +770,16 @@ static void drop_anchor(lua_State *L, hs_job *j)
     lua_pop(L, 1);
 }
 
+/* The peer lets go of its step j: no anchor, no watch on it, its socket
+ * its own again.  j itself is not read (a reclaimed one may be gone). */
+static void detach_step(lua_State *L, struct tp_tls *t, hs_job *j)
+{
+    drop_anchor(L, j);
+    tp_watch_job(tp_tcp_watch_of(t->tcp), NULL);
+    tp_tcp_lend(t->tcp, NULL);
+    t->job = NULL;
+}
+
 /* Takes back a step that has ended: its result, or -1 while it runs. */
 static int collect_step(lua_State *L, struct tp_tls *t, int *ret)
 {
@@ -777,10 +787,7 @@ static int collect_step(lua_State *L, struct tp_tls *t, int *ret)
     int s = tp_job_state(&j->job);
     if (s == TP_JOB_QUEUED || s == TP_JOB_RUNNING)
         return -1;
-    drop_anchor(L, j);
-    tp_watch_job(tp_tcp_watch_of(t->tcp), NULL);
-    tp_tcp_lend(t->tcp, NULL);
-    t->job = NULL;
+    detach_step(L, t, j);
     if (s == TP_JOB_LOST) {
         snprintf(t->io_error, sizeof t->io_error, "the handshake step was "
                  "lost when the process forked");
@@ -799,10 +806,7 @@ static int reclaim_step(lua_State *L, struct tp_tls *t)
     hs_job *j = t->job;
     if (!tp_job_reclaim(&j->job))
         return 0;
-    drop_anchor(L, j);                /* j is only a key here: not read */
-    tp_watch_job(tp_tcp_watch_of(t->tcp), NULL);
-    tp_tcp_lend(t->tcp, NULL);
-    t->job = NULL;
+    detach_step(L, t, j);
     return 1;
 }
 

@@ -150,7 +150,7 @@ static void wake(tp_pool *p)
  * processor until it blocks or its time slice ends, instead of being
  * switched out in the middle of a call by the worker it just woke.  They
  * are born so (a new thread that ran first would preempt its creator);
- * where the attribute is refused, they switch themselves. */
+ * where the attribute is refused, the creator switches them after. */
 static int batch_attr(pthread_attr_t *a)
 {
 #ifdef SCHED_BATCH
@@ -169,19 +169,20 @@ static int batch_attr(pthread_attr_t *a)
     return 0;
 }
 
-static void batch_priority(void)
+static void make_batch(pthread_t th)
 {
 #ifdef SCHED_BATCH
     struct sched_param sp;
     memset(&sp, 0, sizeof sp);
-    (void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+    (void)pthread_setschedparam(th, SCHED_BATCH, &sp);
+#else
+    (void)th;
 #endif
 }
 
 static void *worker(void *arg)
 {
     tp_pool *p = arg;
-    batch_priority();
     pthread_mutex_lock(&p->mu);
     for (;;) {
         tp_job *job;
@@ -230,10 +231,11 @@ static int start(tp_pool *p)
         return -1;
     batch = batch_attr(&attr);
     for (i = 0; i < p->max; i++) {
-        if ((!batch ||
-             pthread_create(&p->threads[i], &attr, worker, p) != 0) &&
-            pthread_create(&p->threads[i], NULL, worker, p) != 0)
-            break;
+        if (!batch || pthread_create(&p->threads[i], &attr, worker, p) != 0) {
+            if (pthread_create(&p->threads[i], NULL, worker, p) != 0)
+                break;
+            make_batch(p->threads[i]);
+        }
         if (p->detached) {
             pthread_detach(p->threads[i]);
             p->refs++;
