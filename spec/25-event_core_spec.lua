@@ -322,6 +322,59 @@ describe("handshake steps on worker threads", function()
   end)
 end)
 
+describe("worker threads start when a step is first waited for", function()
+  -- In a process of its own (this one has started its pools already):
+  -- blocking handshakes take their queued first step back and run it, so
+  -- no thread is started; the first non-blocking handshake starts them.
+  it("a program that only blocks stays one thread; the first poll starts the pool", function()
+    local srv = H.s_server("-cert " .. CERTS .. "server.crt -key " .. CERTS .. "server.key")
+    finally(srv.stop)
+    local ok, out = H.lua(([[
+      local tls = require "tlspeer"
+      local TLS = tls.StreamPeerTLS
+      local function threads()
+        local f = assert(io.open("/proc/self/status"))
+        local n = f:read("*a"):match("Threads:%%s*(%%d+)")
+        f:close()
+        return n
+      end
+      local base = threads()            -- a sanitizer may have one of its own
+      tls.set_worker_threads(2)
+      local ca = tls.X509Certificate.new()
+      assert(ca:load("%s"))
+      local opts = tls.TLSOptions.client(ca)
+      local function peer()
+        local tcp = tls.StreamPeerTCP.new()
+        assert(tcp:connect_to_host("127.0.0.1", %d))
+        local t = TLS.new()
+        assert(t:connect_to_stream(tcp, "localhost", opts))
+        return t
+      end
+      for i = 1, 3 do
+        local t = peer()
+        t:set_timeout(10)
+        assert(t:put_data("blocking " .. i .. "\n"))
+        assert(t:get_status() == TLS.STATUS_CONNECTED)
+        t:disconnect_from_stream()
+      end
+      io.write("blocking:", threads() - base, " ")
+      local t = peer()
+      local t0 = os.time()
+      while t:get_status() == TLS.STATUS_HANDSHAKING and os.time() - t0 < 10 do
+        t:poll()
+        require("tlspeer.core")._wait({ t }, {}, 0.01)
+      end
+      assert(t:get_status() == TLS.STATUS_CONNECTED, tostring((t:get_error())))
+      io.write("polled:", threads(), "\n")
+    ]]):format(CERTS .. "ca.crt", srv.port))
+    assert.is_true(ok, out)
+    local blocking, polled = out:match("blocking:(%d+) polled:(%d+)")
+    assert.equal("0", blocking, out)
+    -- Two workers (and, under ThreadSanitizer, its own background thread).
+    assert.is_true(tonumber(polled) >= 2, out)
+  end)
+end)
+
 describe("names looked up on a worker (a stub DNS server in a network namespace)", function()
   local ns = "tlspeer-spec-" .. tostring(os.time() % 100000) .. "-" .. tostring(math.random(1000))
   local stub_pid

@@ -228,21 +228,25 @@ enum { TP_POOL_CPU = 0, TP_POOL_DNS = 1 };
 TP_HIDDEN tp_pool *tp_pool_get(lua_State *L, int kind);
 /* Keeps the module's code and data for the life of the process (once). */
 TP_HIDDEN void tp_keep_loaded(void);
-/* Queues the job (0), or -1: then nothing was queued. */
+/* Queues the job (0), or -1: then nothing was queued.  The pool's threads
+ * start when a queued job is first looked at or waited for. */
 TP_HIDDEN int tp_pool_submit(tp_pool *p, tp_job *job);
 /* TP_JOB_QUEUED / RUNNING / DONE; TP_JOB_LOST for a job of a parent
  * process (after fork). */
 TP_HIDDEN int tp_job_state(tp_job *job);
 /* Gives the job up: freed now if it is over, else by the worker. */
 TP_HIDDEN void tp_job_abandon(tp_job *job);
-/* Calls off a job that no worker has started: 1 (it will not run, and the
- * worker that takes it from the queue frees it: the caller may do its work
- * itself, and must not touch the job again), or 0 when a worker has it
- * already (or it is over). */
+/* Calls off a job that no worker has started: 1 (it will not run, and it
+ * is freed, now or by the worker that takes it from the queue: the caller
+ * may do its work itself, and must not touch the job again), or 0 when a
+ * worker has it already (or it is over). */
 TP_HIDDEN int tp_job_reclaim(tp_job *job);
 /* Waits until the job is over or the deadline (tp_now(); < 0: forever)
  * passes; 1 when over. */
 TP_HIDDEN int tp_job_wait(tp_job *job, double deadline);
+/* Starts the threads of the state's pools that have jobs queued (before
+ * a wait that a job's end should interrupt). */
+TP_HIDDEN void tp_pools_kick(lua_State *L);
 /* The descriptor that becomes readable when a job ends (-1 if none), and
  * emptying it. */
 TP_HIDDEN int tp_wake_fd(lua_State *L);

@@ -48,6 +48,8 @@ static int core_wait(lua_State *L)
         fds[n].revents = 0;
         n++;
     }
+    if (worker)
+        tp_pools_kick(L);
     if (worker && tp_wake_fd(L) >= 0) {
         /* A lookup or handshake step on a worker: its end wakes us. */
         fds[n].fd = tp_wake_fd(L);

@@ -381,6 +381,8 @@ static int loop_wait(lua_State *L)
     else {
         ms = (int)(timeout * 1000.0 + 0.999);
     }
+    if (ms != 0)
+        tp_pools_kick(L);             /* a queued job ends while we sleep */
     poll_fds(L, lp, ms);
     if (lp->jobs != NULL)
         reap_jobs(lp);

@@ -12,8 +12,13 @@
  * model: a work queue, a done flag, a wake-up.)
  *
  * Pools belong to a Lua state (the registry holds them).  They start their
- * threads on the first job; __gc of the state stops them, after the jobs
- * already queued.  In a forked child the threads are gone and a mutex may
+ * threads the first time a queued job is waited for or looked at (a poll,
+ * a blocking wait, a loop going to sleep), not when it is queued: a
+ * blocking call takes back the step it has just queued and runs it itself,
+ * so a program that only ever blocks never starts a thread, and keeps the
+ * allocator's and the scheduler's single-thread fast paths.  Once started,
+ * threads are woken as jobs are queued.  __gc of the state stops them,
+ * after the jobs already queued.  In a forked child the threads are gone and a mutex may
  * have been held by one of them: the child gets fresh pools, and jobs of
  * the parent's pools read as failed.
  */
@@ -37,6 +42,7 @@ struct tp_pool {
     tp_job *head, *tail;
     pthread_t *threads;
     int nthreads, max, stop;
+    int live;                     /* atomic: the threads have been started */
     int detached;                 /* threads end on their own (DNS) */
     int refs;                     /* detached: the owner + live threads */
     int wake_fd;                  /* written after each job (or -1) */
@@ -70,11 +76,44 @@ static int pending(int s)
     return s == TP_JOB_QUEUED || s == TP_JOB_RUNNING;
 }
 
+static void kick(tp_pool *p);
+
+/* Takes a queued job out of the queue of a pool whose threads have not
+ * started (no thread can have it): 1, or 0 when they have. */
+static int unqueue(tp_job *job)
+{
+    tp_pool *p = job->pool;
+    tp_job **q;
+    int out = 0;
+    if (LOAD(&p->live))
+        return 0;
+    pthread_mutex_lock(&p->mu);
+    if (!LOAD(&p->live))
+        for (q = &p->head; *q != NULL; q = &(*q)->next)
+            if (*q == job) {
+                *q = job->next;
+                if (p->tail == job) {
+                    tp_job *t = p->head;
+                    while (t != NULL && t->next != NULL)
+                        t = t->next;
+                    p->tail = t;
+                }
+                out = 1;
+                break;
+            }
+    pthread_mutex_unlock(&p->mu);
+    return out;
+}
+
 int tp_job_state(tp_job *job)
 {
     int s = LOAD(&job->state);
     if (pending(s) && job->pid != tp_pid())
         return TP_JOB_LOST;           /* queued before fork, in the parent */
+    if (s == TP_JOB_QUEUED) {
+        kick(job->pool);              /* looked at: it is wanted now */
+        s = LOAD(&job->state);
+    }
     return s;
 }
 
@@ -83,6 +122,10 @@ void tp_job_abandon(tp_job *job)
     int s = LOAD(&job->state);
     if (!pending(s) || job->pid != tp_pid()) {
         job->free(job);               /* done, or no thread of ours has it */
+        return;
+    }
+    if (s == TP_JOB_QUEUED && unqueue(job)) {
+        job->free(job);               /* no thread was ever started for it */
         return;
     }
     if (XCHG(&job->state, TP_JOB_ABANDONED) == TP_JOB_DONE)
@@ -95,8 +138,12 @@ int tp_job_reclaim(tp_job *job)
     /* No lock: a job still queued is marked abandoned, so the worker that
      * pops it frees it without running it (as for any abandoned job). */
     int expect = TP_JOB_QUEUED;
-    if (job->pid != tp_pid())
+    if (job->pid != tp_pid() || LOAD(&job->state) != TP_JOB_QUEUED)
         return 0;
+    if (unqueue(job)) {
+        job->free(job);               /* its pool has no threads yet */
+        return 1;
+    }
     return CAS(&job->state, &expect, TP_JOB_ABANDONED);
 }
 
@@ -106,6 +153,7 @@ int tp_job_wait(tp_job *job, double deadline)
     if (!pending(LOAD(&job->state)) || job->pid != tp_pid())
         return 1;
     p = job->pool;
+    kick(p);
     pthread_mutex_lock(&p->mu);
     while (pending(LOAD(&job->state))) {
         if (deadline < 0)
@@ -244,7 +292,47 @@ static int start(tp_pool *p)
     }
     if (batch)
         pthread_attr_destroy(&attr);
-    return p->nthreads > 0 ? 0 : -1;
+    if (p->nthreads == 0) {
+        free(p->threads);
+        p->threads = NULL;
+        return -1;
+    }
+    STORE(&p->live, 1);
+    return 0;
+}
+
+/* Runs the queued jobs on the calling thread (called with p->mu held, no
+ * thread started, none startable): what a pool without threads does. */
+static void run_here(tp_pool *p)
+{
+    while (p->head != NULL) {
+        tp_job *job = p->head;
+        int expect = TP_JOB_QUEUED;
+        p->head = job->next;
+        if (p->head == NULL)
+            p->tail = NULL;
+        pthread_mutex_unlock(&p->mu);
+        if (CAS(&job->state, &expect, TP_JOB_RUNNING)) {
+            job->run(job);
+            expect = TP_JOB_RUNNING;
+            if (!CAS(&job->state, &expect, TP_JOB_DONE))
+                job->free(job);
+        } else
+            job->free(job);
+        pthread_mutex_lock(&p->mu);
+    }
+    pthread_cond_broadcast(&p->done);
+}
+
+/* A queued job is wanted: the threads start, if they have not. */
+static void kick(tp_pool *p)
+{
+    if (LOAD(&p->live))
+        return;
+    pthread_mutex_lock(&p->mu);
+    if (!LOAD(&p->live) && p->head != NULL && start(p) != 0)
+        run_here(p);
+    pthread_mutex_unlock(&p->mu);
 }
 
 int tp_pool_submit(tp_pool *p, tp_job *job)
@@ -254,7 +342,7 @@ int tp_pool_submit(tp_pool *p, tp_job *job)
     job->next = NULL;
     STORE(&job->state, TP_JOB_QUEUED);
     pthread_mutex_lock(&p->mu);
-    if (p->stop || start(p) != 0) {
+    if (p->stop) {
         pthread_mutex_unlock(&p->mu);
         return -1;
     }
@@ -263,7 +351,8 @@ int tp_pool_submit(tp_pool *p, tp_job *job)
     else
         p->head = job;
     p->tail = job;
-    pthread_cond_signal(&p->work);
+    if (LOAD(&p->live))
+        pthread_cond_signal(&p->work);
     pthread_mutex_unlock(&p->mu);
     return 0;
 }
@@ -290,6 +379,8 @@ static void destroy(tp_pool *p)
         return;
     }
     pthread_mutex_lock(&p->mu);
+    if (!LOAD(&p->live) && p->head != NULL && start(p) != 0)
+        run_here(p);                  /* the queued jobs end first */
     p->stop = 1;
     p->wake_fd = -1;                  /* its owner closes it next */
     pthread_cond_broadcast(&p->work);
@@ -427,6 +518,15 @@ tp_pool *tp_pool_get(lua_State *L, int kind)
         b->pool[kind] = p;
     }
     return p;
+}
+
+void tp_pools_kick(lua_State *L)
+{
+    tp_pools *b = pools(L);
+    int i;
+    for (i = 0; i < 2; i++)
+        if (b->pool[i] != NULL && b->pool[i]->pid == (pid_t)tp_pid())
+            kick(b->pool[i]);
 }
 
 int tp_wake_fd(lua_State *L)
