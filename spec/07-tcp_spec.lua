@@ -161,6 +161,23 @@ describe("StreamPeerTCP and TCPServer", function()
     end
   end)
 
+  it("shows IPv4 addresses of every shape, both ways", function()
+    -- All of 127.0.0.0/8 is the loopback: numbers of one, two and three
+    -- digits, zeros and 255, on the client's and on the server's side.
+    local srv = new_server("0.0.0.0")
+    for _, pair_ in ipairs { { "127.10.200.3", "127.0.0.1" }, { "127.255.0.99", "127.1.22.0" } } do
+      local to, from = pair_[1], pair_[2]
+      local c = track(TCP.new())
+      assert(c:bind(0, from))
+      assert(c:connect_to_host(to, srv:get_local_port()))
+      local s = accept(srv, c)
+      assert.equal(CONNECTED, H.connected(c))
+      assert.equal(to, c:get_connected_host())
+      assert.equal(from, s:get_connected_host())
+      assert.equal(("StreamPeerTCP (connected %s:%d)"):format(to, srv:get_local_port()), tostring(c))
+    end
+  end)
+
   it("connect_to_host resolves localhost", function()
     local s, c = pair("*", "localhost")
     local host = c:get_connected_host()

@@ -419,10 +419,18 @@ int tp_buf_reserve(tp_buf *b, size_t extra)
     cap = b->cap ? b->cap : 4096;
     while (cap < need)
         cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-    p = realloc(b->p, cap);
+    /* Not realloc(): the old block is zeroed before it goes back. */
+    p = malloc(cap);
     if (p == NULL)
         return -1;
+    if (b->p != NULL) {
+        memcpy(p, b->p + b->off, b->len);
+        mbedtls_platform_zeroize(b->p, b->hi);
+        free(b->p);
+    }
     b->p = p;
+    b->off = 0;
+    b->hi = b->len;
     b->cap = cap;
     return 0;
 }
@@ -440,7 +448,7 @@ void tp_buf_consume(tp_buf *b, size_t n)
 void tp_buf_free(tp_buf *b)
 {
     if (b->p != NULL) {
-        mbedtls_platform_zeroize(b->p, b->cap);
+        mbedtls_platform_zeroize(b->p, b->hi);     /* what ever held data */
         free(b->p);
     }
     memset(b, 0, sizeof *b);

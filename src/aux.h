@@ -149,8 +149,16 @@ TP_HIDDEN void tp_pushhex(lua_State *L, const unsigned char *p, size_t len);
 typedef struct tp_buf {
     unsigned char *p;
     size_t off, len, cap;     /* data is p[off .. off+len) */
+    size_t hi;                /* p[0 .. hi) has held data: zeroed at the end */
 } tp_buf;
 TP_HIDDEN int tp_buf_reserve(tp_buf *b, size_t extra);   /* 0 or -1 */
+/* n bytes were written at p + off + len (after tp_buf_reserve). */
+static inline void tp_buf_wrote(tp_buf *b, size_t n)
+{
+    b->len += n;
+    if (b->off + b->len > b->hi)
+        b->hi = b->off + b->len;
+}
 TP_HIDDEN void tp_buf_consume(tp_buf *b, size_t n);
 TP_HIDDEN void tp_buf_free(tp_buf *b);
 

@@ -149,6 +149,29 @@ static void set_rcvtimeo(struct tp_tcp *t, double left)
         t->rcvtimeo = 0;
 }
 
+/* Dotted IPv4 text (16 bytes fit any), by hand: inet_ntop() formats each
+ * number with printf, and this runs for every connection made or taken. */
+static void ipv4_text(const unsigned char *b, char *out, size_t len)
+{
+    char tmp[16], *o = tmp;
+    int i;
+    for (i = 0; i < 4; i++) {
+        unsigned v = b[i];
+        if (v >= 100)
+            *o++ = (char)('0' + v / 100);
+        if (v >= 10)
+            *o++ = (char)('0' + v / 10 % 10);
+        *o++ = (char)('0' + v % 10);
+        *o++ = i < 3 ? '.' : '\0';
+    }
+    if (len == 0)
+        return;
+    if ((size_t)(o - tmp) > len)
+        o = tmp + len;
+    o[-1] = '\0';
+    memcpy(out, tmp, (size_t)(o - tmp));
+}
+
 /* Text form of an address; IPv4-mapped IPv6 shown as IPv4. */
 static void addr_text(const struct sockaddr *sa, char *host, size_t hlen,
                       int *port)
@@ -157,13 +180,12 @@ static void addr_text(const struct sockaddr *sa, char *host, size_t hlen,
     *port = 0;
     if (sa->sa_family == AF_INET) {
         const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &a->sin_addr, host, (socklen_t)hlen);
+        ipv4_text((const unsigned char *)&a->sin_addr, host, hlen);
         *port = ntohs(a->sin_port);
     } else if (sa->sa_family == AF_INET6) {
         const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
         if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr))
-            inet_ntop(AF_INET, &a->sin6_addr.s6_addr[12], host,
-                      (socklen_t)hlen);
+            ipv4_text(&a->sin6_addr.s6_addr[12], host, hlen);
         else
             inet_ntop(AF_INET6, &a->sin6_addr, host, (socklen_t)hlen);
         *port = ntohs(a->sin6_port);
@@ -439,7 +461,7 @@ static long fill(struct tp_tcp *t, size_t want)
         n = recv(t->fd, t->in.p + t->in.off + t->in.len, want, MSG_DONTWAIT);
     while (n < 0 && errno == EINTR);
     if (n > 0) {
-        t->in.len += (size_t)n;
+        tp_buf_wrote(&t->in, (size_t)n);
         return (long)n;
     }
     if (n == 0) {
@@ -472,7 +494,7 @@ static long fill_until(struct tp_tcp *t, size_t want, double deadline)
         n = recv(t->fd, t->in.p + t->in.off + t->in.len, want, 0);
     while (n < 0 && errno == EINTR && tp_now() < deadline);
     if (n > 0) {
-        t->in.len += (size_t)n;
+        tp_buf_wrote(&t->in, (size_t)n);
         return (long)n;
     }
     if (n == 0) {

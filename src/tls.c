@@ -967,7 +967,21 @@ static int session_gc(lua_State *L)
  * another version) never get each other's sessions. */
 static const char *session_key(const struct tp_tls *t, char *buf, size_t len)
 {
-    snprintf(buf, len, "%s:%d", host_of(t), t->tcp != NULL ? tp_tcp_port(t->tcp) : 0);
+    /* "host:port", built by hand: it is made twice per client handshake. */
+    const char *host = host_of(t);
+    unsigned port = t->tcp != NULL ? (unsigned)tp_tcp_port(t->tcp) : 0;
+    char digits[12], *d = digits + sizeof digits;
+    size_t n = strlen(host), nd;
+    do
+        *--d = (char)('0' + port % 10);
+    while ((port /= 10) != 0);
+    nd = (size_t)(digits + sizeof digits - d);
+    if (n > len - nd - 2)
+        n = len - nd - 2;
+    memcpy(buf, host, n);
+    buf[n] = ':';
+    memcpy(buf + n + 1, d, nd);
+    buf[n + 1 + nd] = '\0';
     return buf;
 }
 
@@ -1309,7 +1323,7 @@ static long fill(struct tp_tls *t, size_t want)
         }
         r = mbedtls_ssl_read(&t->ssl, t->in.p + t->in.off + t->in.len, chunk);
         if (r > 0) {
-            t->in.len += (size_t)r;
+            tp_buf_wrote(&t->in, (size_t)r);
             total += r;
             continue;
         }
@@ -1628,7 +1642,8 @@ static long write_some(struct tp_tls *t, const unsigned char *s, size_t len)
                 return -1;
             }
             memcpy(t->out.p + t->out.off, s, n);
-            t->out.len = n;
+            t->out.len = 0;
+            tp_buf_wrote(&t->out, n);
             t->pending = n;
             return (long)n;
         }

@@ -153,13 +153,16 @@ static void subject_text(const mbedtls_x509_crt *crt, char *buf, size_t len)
         snprintf(buf, len, "?");
 }
 
-/* What the leaf says, for error messages. */
+/* The leaf's names, for the message of a name mismatch (crt NULL: the
+ * name matched, and no message will quote them). */
 static void note_leaf(tp_verify *v, const mbedtls_x509_crt *crt)
 {
     const mbedtls_x509_sequence *s;
     const mbedtls_x509_name *n;
     size_t used = 0;
     v->peer_names[0] = '\0';
+    if (crt == NULL)
+        return;                       /* the name matched: no message needs them */
     for (s = &crt->subject_alt_names; s != NULL; s = s->next) {
         int tag = s->buf.tag & MBEDTLS_ASN1_TAG_VALUE_MASK;
         char item[INET6_ADDRSTRLEN + 4];
@@ -601,9 +604,9 @@ int tp_verify_cb(void *ctx, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
     }
 
     v->saw_cert = 1;
-    note_leaf(v, crt);
     date_text(&crt->valid_to, v->peer_not_after, sizeof v->peer_not_after);
     v->name_ok = v->iplen > 0 || v->host[0] != '\0' ? name_matches(v, crt) : 0;
+    note_leaf(v, v->name_ok ? NULL : crt);
     if (v->check_name) {
         if (v->name_ok)
             *flags &= ~(uint32_t)MBEDTLS_X509_BADCERT_CN_MISMATCH;
@@ -619,9 +622,9 @@ void tp_verify_resumed(tp_verify *v, const mbedtls_x509_crt *peer)
 {
     if (peer == NULL)
         return;
-    note_leaf(v, peer);
     v->name_ok = v->iplen > 0 || v->host[0] != '\0' ? name_matches(v, peer)
                                                     : 0;
+    note_leaf(v, v->name_ok ? NULL : peer);
 }
 
 /* ------------------------------------------------------------ messages */
