@@ -56,6 +56,15 @@ describe("session resumption", function()
     -- A resumed session still knows whom it talks to.
     assert.equal("CN=localhost,O=tlspeer", c2:get_peer_certificate():get_subject())
     assert.equal(TLS13 and "TLSv1.3" or "TLSv1.2", c2:get_tls_version())
+    -- Each resumption refills the host's entry with the session it got:
+    -- connections after it resume too, with collections in between.
+    for i = 3, 6 do
+      local _, c = pair(sopts, copts)
+      assert.equal(2, c:get_status())
+      assert.is_true(c:is_session_reused(), "connection " .. i)
+      c:disconnect_from_stream()
+      collectgarbage()
+    end
   end)
 
   it("does not resume with other client options, another host name, or tickets off", function()

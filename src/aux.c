@@ -63,7 +63,8 @@ void *tp_newobj(lua_State *L, size_t size, int nuv, const char *tname)
 {
     void *p = lua_newuserdatauv(L, size, nuv);
     memset(p, 0, size);
-    luaL_setmetatable(L, tname);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, tname);    /* as tp_testobj finds it */
+    lua_setmetatable(L, -2);
     return p;
 }
 

@@ -1019,19 +1019,34 @@ static void settle(lua_State *L, struct tp_tls *t)
         lua_pop(L, 2);
         return;
     }
-    b = lua_newuserdatauv(L, sizeof *b, 0);
-    memset(b, 0, sizeof *b);
-    if (luaL_newmetatable(L, TP_SESSION)) {
-        lua_pushcfunction(L, session_gc);
-        lua_setfield(L, -2, "__gc");
+    session_key(t, key, sizeof key);
+    /* The host's entry is refilled in place when it has one (a session
+     * resumed gets its new ticket there): no new object per handshake. */
+    lua_getfield(L, -1, key);
+    b = luaL_testudata(L, -1, TP_SESSION);
+    if (b != NULL) {
+        if (b->ready)
+            mbedtls_ssl_session_free(&b->s);
+        b->ready = 0;
+    } else {
+        lua_pop(L, 1);
+        b = lua_newuserdatauv(L, sizeof *b, 0);
+        memset(b, 0, sizeof *b);
+        if (luaL_newmetatable(L, TP_SESSION)) {
+            lua_pushcfunction(L, session_gc);
+            lua_setfield(L, -2, "__gc");
+        }
+        lua_setmetatable(L, -2);
     }
-    lua_setmetatable(L, -2);
     mbedtls_ssl_session_init(&b->s);
     b->ready = 1;
     if (mbedtls_ssl_get_session(&t->ssl, &b->s) == 0)
-        lua_setfield(L, -2, session_key(t, key, sizeof key));
-    else
+        lua_setfield(L, -2, key);
+    else {
         lua_pop(L, 1);
+        lua_pushnil(L);               /* forget the old one too */
+        lua_setfield(L, -2, key);
+    }
     lua_pop(L, 2);
 }
 
