@@ -657,6 +657,16 @@ describe("the default CA bundle loads on a worker", function()
     assert.equal("true", r.shared[1], out)
   end)
 
+  it("preload_certificate_bundle() starts the load: left alone, it ends on its own", function()
+    local r, out = sub({ SSL_CERT_FILE = big }, [[
+      put("first", tls.preload_certificate_bundle())       -- false: loading
+      core._wait({}, {}, 2)                                -- no call into the load meanwhile
+      put("later", tls.preload_certificate_bundle())
+    ]])
+    assert.equal("false", r.first[1], out)
+    assert.equal("true", r.later[1], out)
+  end)
+
   it("the event core steps a tls.connect client once the load ends", function()
     local r, out = sub({ SSL_CERT_FILE = big }, [[
       local srv = assert(tls.listen { port = 0, bind = "127.0.0.1",

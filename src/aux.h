@@ -237,8 +237,9 @@ TP_HIDDEN tp_pool *tp_pool_get(lua_State *L, int kind);
 /* Keeps the module's code and data for the life of the process (once). */
 TP_HIDDEN void tp_keep_loaded(void);
 /* Queues the job (0), or -1: then nothing was queued.  The pool's threads
- * start when a queued job is first looked at or waited for. */
-TP_HIDDEN int tp_pool_submit(tp_pool *p, tp_job *job);
+ * start now, or with `lazy` (a job its submitter may take back at once)
+ * when a queued job is first looked at or waited for. */
+TP_HIDDEN int tp_pool_submit(tp_pool *p, tp_job *job, int lazy);
 /* TP_JOB_QUEUED / RUNNING / DONE; TP_JOB_LOST for a job of a parent
  * process (after fork). */
 TP_HIDDEN int tp_job_state(tp_job *job);

@@ -504,7 +504,7 @@ static int push_bundle(lua_State *L, int *pending)
         lua_pushvalue(L, -2);
         lua_rawsetp(L, -2, ld);       /* anchored before it is queued */
         lua_pop(L, 1);
-        if (tp_pool_submit(pool, &ld->job) != 0) {
+        if (tp_pool_submit(pool, &ld->job, 0) != 0) {
             lua_getfield(L, state, "fills");
             lua_pushnil(L);
             lua_rawsetp(L, -2, ld);

@@ -798,7 +798,7 @@ static int tcp_connect_to_host(lua_State *L)
     /* A name is looked up on a DNS worker: the call returns at once and
      * the status moves on in later polls.  IP literals need no lookup. */
     if (!r->numeric && (pool = tp_pool_get(L, TP_POOL_DNS)) != NULL &&
-        tp_pool_submit(pool, &r->job) == 0) {
+        tp_pool_submit(pool, &r->job, 0) == 0) {
         t->resolving = 1;
         tp_watch_job(&t->w, &r->job);
         lua_pushboolean(L, 1);

@@ -44,6 +44,7 @@ struct tp_tls {
     unsigned char in_bio;        /* inside a Lua transport's method */
     unsigned char close_deferred;/* disconnect_from_stream() from there */
     unsigned char free_deferred; /* __gc/__close from there */
+    unsigned char first_step;    /* connect/accept queues it: lazily */
     mbedtls_ssl_context ssl;
     struct tp_tcp *tcp;          /* the fast path; NULL for a Lua stream */
     struct hs_job *job;          /* a handshake step on a worker thread */
@@ -743,7 +744,10 @@ static int submit_step(lua_State *L, struct tp_tls *t)
     lua_rawsetp(L, -2, j);
     lua_pop(L, 1);
     tp_tcp_lend(t->tcp, &j->job);
-    if (tp_pool_submit(pool, &j->job) != 0) {
+    /* The first step, queued by connect_to_stream/accept_stream, is the
+     * one a blocking get_data/put_data takes back at once: it starts no
+     * thread by itself (workers.c). */
+    if (tp_pool_submit(pool, &j->job, t->first_step) != 0) {
         tp_tcp_lend(t->tcp, NULL);
         if (lua_rawgetp(L, LUA_REGISTRYINDEX, &inflight_key) == LUA_TTABLE) {
             lua_pushnil(L);
@@ -1165,7 +1169,9 @@ static int setup(lua_State *L, struct tp_tls *t, int opt, int server,
      * a worker) before it has come. */
     t->last_want = server ? MBEDTLS_ERR_SSL_WANT_READ : 0;
     begin_io(L, t);
+    t->first_step = 1;
     handshake_step(t);
+    t->first_step = 0;
     settle(L, t);
     lua_pushboolean(L, 1);
     return 1;

@@ -11,9 +11,10 @@
  * then frees it when it is done with it.  (libuv's threadpool is the
  * model: a work queue, a done flag, a wake-up.)
  *
- * Pools belong to a Lua state (the registry holds them).  They start their
- * threads the first time a queued job is waited for or looked at (a poll,
- * a blocking wait, a loop going to sleep), not when it is queued: a
+ * Pools belong to a Lua state (the registry holds them).  Lookups and the
+ * CA bundle's load start the threads when they are queued.  A handshake
+ * step is queued lazily: the threads start the first time it is waited for
+ * or looked at (a poll, a blocking wait, a loop going to sleep), because a
  * blocking call takes back the step it has just queued and runs it itself,
  * so a program that only ever blocks never starts a thread, and keeps the
  * allocator's and the scheduler's single-thread fast paths.  Once started,
@@ -335,14 +336,14 @@ static void kick(tp_pool *p)
     pthread_mutex_unlock(&p->mu);
 }
 
-int tp_pool_submit(tp_pool *p, tp_job *job)
+int tp_pool_submit(tp_pool *p, tp_job *job, int lazy)
 {
     job->pool = p;
     job->pid = tp_pid();
     job->next = NULL;
     STORE(&job->state, TP_JOB_QUEUED);
     pthread_mutex_lock(&p->mu);
-    if (p->stop) {
+    if (p->stop || (!lazy && !LOAD(&p->live) && start(p) != 0)) {
         pthread_mutex_unlock(&p->mu);
         return -1;
     }
