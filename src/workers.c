@@ -229,34 +229,52 @@ static void make_batch(pthread_t th)
 #endif
 }
 
+/* Takes the first queued job (p->mu held), or NULL. */
+static tp_job *pop(tp_pool *p)
+{
+    tp_job *job = p->head;
+    if (job != NULL) {
+        p->head = job->next;
+        if (p->head == NULL)
+            p->tail = NULL;
+    }
+    return job;
+}
+
+/* Runs a job taken from the queue (p->mu not held): 1 when it is done
+ * and its owner is to be told, 0 when its owner had abandoned it (it is
+ * freed here). */
+static int run_job(tp_job *job)
+{
+    int expect = TP_JOB_QUEUED;
+    if (!CAS(&job->state, &expect, TP_JOB_RUNNING)) {
+        job->free(job);               /* abandoned before it ran */
+        return 0;
+    }
+    job->run(job);
+    expect = TP_JOB_RUNNING;
+    if (CAS(&job->state, &expect, TP_JOB_DONE))
+        return 1;
+    job->free(job);                   /* abandoned while it ran */
+    return 0;
+}
+
 static void *worker(void *arg)
 {
     tp_pool *p = arg;
     pthread_mutex_lock(&p->mu);
     for (;;) {
         tp_job *job;
-        int expect = TP_JOB_QUEUED;
+        int done;
         while (p->head == NULL && !p->stop)
             pthread_cond_wait(&p->work, &p->mu);
-        if (p->head == NULL)
+        if ((job = pop(p)) == NULL)
             break;                    /* stopped, and nothing left */
-        job = p->head;
-        p->head = job->next;
-        if (p->head == NULL)
-            p->tail = NULL;
         pthread_mutex_unlock(&p->mu);
-        if (CAS(&job->state, &expect, TP_JOB_RUNNING)) {
-            job->run(job);
-            expect = TP_JOB_RUNNING;
-            pthread_mutex_lock(&p->mu);
-            if (!CAS(&job->state, &expect, TP_JOB_DONE))
-                job->free(job);       /* abandoned while it ran */
-            else
-                wake(p);
-        } else {
-            job->free(job);           /* abandoned before it ran */
-            pthread_mutex_lock(&p->mu);
-        }
+        done = run_job(job);
+        pthread_mutex_lock(&p->mu);
+        if (done)
+            wake(p);
         pthread_cond_broadcast(&p->done);
     }
     if (p->detached && --p->refs == 0) {
@@ -306,20 +324,10 @@ static int start(tp_pool *p)
  * thread started, none startable): what a pool without threads does. */
 static void run_here(tp_pool *p)
 {
-    while (p->head != NULL) {
-        tp_job *job = p->head;
-        int expect = TP_JOB_QUEUED;
-        p->head = job->next;
-        if (p->head == NULL)
-            p->tail = NULL;
+    tp_job *job;
+    while ((job = pop(p)) != NULL) {
         pthread_mutex_unlock(&p->mu);
-        if (CAS(&job->state, &expect, TP_JOB_RUNNING)) {
-            job->run(job);
-            expect = TP_JOB_RUNNING;
-            if (!CAS(&job->state, &expect, TP_JOB_DONE))
-                job->free(job);
-        } else
-            job->free(job);
+        (void)run_job(job);
         pthread_mutex_lock(&p->mu);
     }
     pthread_cond_broadcast(&p->done);
