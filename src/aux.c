@@ -408,15 +408,16 @@ int tp_buf_reserve(tp_buf *b, size_t extra)
 {
     size_t need, cap;
     unsigned char *p;
-    if (b->off > 0 && b->off + b->len + extra > b->cap) {
-        memmove(b->p, b->p + b->off, b->len);   /* compact first */
-        b->off = 0;
-    }
     if (extra > SIZE_MAX - b->len)
         return -1;
     need = b->len + extra;
-    if (need <= b->cap)
+    if (need <= b->cap) {
+        if (b->off + need > b->cap) {
+            memmove(b->p, b->p + b->off, b->len);   /* room at the front */
+            b->off = 0;
+        }
         return 0;
+    }
     cap = b->cap ? b->cap : 4096;
     while (cap < need)
         cap = cap > SIZE_MAX / 2 ? need : cap * 2;

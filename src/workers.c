@@ -19,9 +19,9 @@
  * so a program that only ever blocks never starts a thread, and keeps the
  * allocator's and the scheduler's single-thread fast paths.  Once started,
  * threads are woken as jobs are queued.  __gc of the state stops them,
- * after the jobs already queued.  In a forked child the threads are gone and a mutex may
- * have been held by one of them: the child gets fresh pools, and jobs of
- * the parent's pools read as failed.
+ * after the jobs already queued.  In a forked child the threads are gone
+ * and a mutex may have been held by one of them: the child gets fresh
+ * pools, and jobs of the parent's pools read as failed.
  */
 #define _GNU_SOURCE 1                 /* dladdr() */
 #include "aux.h"
@@ -89,19 +89,17 @@ static int unqueue(tp_job *job)
     if (LOAD(&p->live))
         return 0;
     pthread_mutex_lock(&p->mu);
-    if (!LOAD(&p->live))
-        for (q = &p->head; *q != NULL; q = &(*q)->next)
+    if (!LOAD(&p->live)) {
+        tp_job *prev = NULL;
+        for (q = &p->head; *q != NULL; prev = *q, q = &(*q)->next)
             if (*q == job) {
                 *q = job->next;
-                if (p->tail == job) {
-                    tp_job *t = p->head;
-                    while (t != NULL && t->next != NULL)
-                        t = t->next;
-                    p->tail = t;
-                }
+                if (p->tail == job)
+                    p->tail = prev;
                 out = 1;
                 break;
             }
+    }
     pthread_mutex_unlock(&p->mu);
     return out;
 }
@@ -136,8 +134,9 @@ void tp_job_abandon(tp_job *job)
 
 int tp_job_reclaim(tp_job *job)
 {
-    /* No lock: a job still queued is marked abandoned, so the worker that
-     * pops it frees it without running it (as for any abandoned job). */
+    /* Before the threads start, the job leaves the queue.  After, no lock:
+     * a job still queued is marked abandoned, so the worker that pops it
+     * frees it without running it (as for any abandoned job). */
     int expect = TP_JOB_QUEUED;
     if (job->pid != tp_pid() || LOAD(&job->state) != TP_JOB_QUEUED)
         return 0;
@@ -333,14 +332,21 @@ static void run_here(tp_pool *p)
     pthread_cond_broadcast(&p->done);
 }
 
-/* A queued job is wanted: the threads start, if they have not. */
+/* Jobs are queued and wanted (p->mu held): the threads start, if they
+ * have not; if none can, the queue runs here. */
+static void start_for_queue(tp_pool *p)
+{
+    if (!LOAD(&p->live) && p->head != NULL && start(p) != 0)
+        run_here(p);
+}
+
+/* A queued job is wanted. */
 static void kick(tp_pool *p)
 {
     if (LOAD(&p->live))
         return;
     pthread_mutex_lock(&p->mu);
-    if (!LOAD(&p->live) && p->head != NULL && start(p) != 0)
-        run_here(p);
+    start_for_queue(p);
     pthread_mutex_unlock(&p->mu);
 }
 
@@ -388,8 +394,7 @@ static void destroy(tp_pool *p)
         return;
     }
     pthread_mutex_lock(&p->mu);
-    if (!LOAD(&p->live) && p->head != NULL && start(p) != 0)
-        run_here(p);                  /* the queued jobs end first */
+    start_for_queue(p);               /* the queued jobs end first */
     p->stop = 1;
     p->wake_fd = -1;                  /* its owner closes it next */
     pthread_cond_broadcast(&p->work);
