@@ -33,9 +33,13 @@
 local B = require "bench.benchlib"
 
 local OUT = "bench/out/frame"
--- The peers (bench/peer.py) run niced: on a real network they are other
--- machines, and their CPU time is not the game thread's.
-local PEER_NICE = "nice -n 10 "
+-- The peers (bench/peer.py) run niced and as batch processes: on a real
+-- network they are other machines, so neither their CPU time nor their
+-- waking up is the game thread's.  Niced, they get less of the processors;
+-- batch (SCHED_BATCH, Linux), a peer woken by a byte the game thread just
+-- sent does not preempt that thread in the middle of its call, as a peer
+-- on another machine could not.
+local PEER_NICE = "nice -n 10 chrt -b 0 "
 local MiB = 1 << 20
 
 local args = { scenarios = {} }
@@ -165,8 +169,9 @@ local function child(name)
     return now() - t0
   end
 
-  -- The peers stand for other machines: they run at a lower priority
-  -- (PEER_NICE), so that the game thread's wall time is not their work.
+  -- The peers stand for other machines: they run at a lower priority and
+  -- as batch processes (PEER_NICE), so that the game thread's wall time is
+  -- not their work.
   local function start_peer(mode, ...)
     local log = TMP .. "/peer-" .. mode .. ".log"
     local cmd = PEER_NICE .. B.sh_quote(PY) .. " bench/peer.py " .. mode
