@@ -162,6 +162,17 @@ static inline void tp_buf_wrote(tp_buf *b, size_t n)
 TP_HIDDEN void tp_buf_consume(tp_buf *b, size_t n);
 TP_HIDDEN void tp_buf_free(tp_buf *b);
 
+/* src (len bytes) into dst (size bytes), cut to fit and terminated: a
+ * snprintf("%s") without the formatting, for what runs per connection. */
+static inline void tp_copystr(char *dst, size_t size, const char *src,
+                              size_t len)
+{
+    if (len >= size)
+        len = size - 1;
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+}
+
 /* Monotonic clock in seconds. */
 TP_HIDDEN double tp_now(void);
 /* Waits with poll(2) until fd has `events` or the deadline (tp_now() based;

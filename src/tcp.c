@@ -33,7 +33,7 @@ typedef struct resolve {
     tp_job job;
     char host[TP_HOSTNAME_MAX + 2];
     char service[8];
-    int numeric;                 /* an IP literal: no lookup */
+    int numeric;                 /* an IP literal: addrs[0], no lookup */
     int err;                     /* getaddrinfo's answer */
     int naddrs, next;
     struct sockaddr_storage addrs[MAX_ADDRS];
@@ -270,8 +270,6 @@ static void resolve_run(tp_job *job)
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    if (r->numeric)
-        hints.ai_flags = AI_NUMERICHOST;
     r->err = getaddrinfo(r->host, r->service, &hints, &res);
     r->naddrs = r->next = 0;
     if (r->err != 0)
@@ -753,6 +751,43 @@ static int tcp_bind(lua_State *L)
     return 1;
 }
 
+/* The port as getaddrinfo's service (1..65535: at most 5 digits). */
+static void port_text(char *out, int port)
+{
+    char tmp[8];
+    int n = 0;
+    do
+        tmp[n++] = (char)('0' + port % 10);
+    while ((port /= 10) > 0);
+    while (n > 0)
+        *out++ = tmp[--n];
+    *out = '\0';
+}
+
+/* An IP literal is its own one candidate, without getaddrinfo (which
+ * would parse it again and allocate the answer).  1 when host is one. */
+static int literal_address(resolve *r, const char *host, int port)
+{
+    struct sockaddr_in *a4 = (struct sockaddr_in *)(void *)&r->addrs[0];
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)(void *)&r->addrs[0];
+    memset(&r->addrs[0], 0, sizeof r->addrs[0]);
+    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)port);
+        r->addrlens[0] = (socklen_t)sizeof *a4;
+    } else if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+        r->addrlens[0] = (socklen_t)sizeof *a6;
+    } else {
+        return 0;
+    }
+    r->err = 0;
+    r->naddrs = 1;
+    r->next = 0;
+    return 1;
+}
+
 /* peer:connect_to_host(host, port) */
 static int tcp_connect_to_host(lua_State *L)
 {
@@ -760,7 +795,6 @@ static int tcp_connect_to_host(lua_State *L)
     size_t hostlen;
     const char *host = luaL_checklstring(L, 2, &hostlen);
     int port = (int)tp_checkrange(L, 3, 1, 65535);
-    unsigned char ip[16];
     char why[120];
     resolve *r;
     tp_pool *pool;
@@ -786,13 +820,12 @@ static int tcp_connect_to_host(lua_State *L)
     if ((r = calloc(1, sizeof *r)) == NULL)
         return tp_fail(L, "FAILED", "out of memory");
     memcpy(r->host, host, hostlen + 1);
-    snprintf(r->service, sizeof r->service, "%d", port);
-    r->numeric = inet_pton(AF_INET, host, ip) == 1 ||
-                 inet_pton(AF_INET6, host, ip) == 1;
+    port_text(r->service, port);
+    r->numeric = literal_address(r, host, port);
     r->job.run = resolve_run;
     r->job.free = resolve_free;
     t->res = r;
-    snprintf(t->host, sizeof t->host, "%.*s", (int)sizeof t->host - 1, host);
+    tp_copystr(t->host, sizeof t->host, host, hostlen);
     t->port = port;
     t->status = TCP_CONNECTING;
     /* A name is looked up on a DNS worker: the call returns at once and
@@ -804,7 +837,8 @@ static int tcp_connect_to_host(lua_State *L)
         lua_pushboolean(L, 1);
         return 1;
     }
-    resolve_run(&r->job);
+    if (!r->numeric)
+        resolve_run(&r->job);         /* no DNS worker: looked up here */
     resolved(t);
     if (t->status == TCP_ERROR)
         return tp_fail(L, t->error_code, "%s", t->error);

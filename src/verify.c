@@ -529,7 +529,7 @@ void tp_verify_start(tp_verify *v, const char *host, int is_server,
     v->check_name = (unsigned char)check_name;
     v->last_depth = -1;
     if (host != NULL) {
-        snprintf(v->host, sizeof v->host, "%s", host);
+        tp_copystr(v->host, sizeof v->host, host, strlen(host));
         if (inet_pton(AF_INET, host, v->ip) == 1)
             v->iplen = 4;
         else if (inet_pton(AF_INET6, host, v->ip) == 1)
