@@ -235,6 +235,55 @@ describe("misuse", function()
     assert.are.same({}, bad)
   end)
 
+  -- Only C writes userdata bytes: a foreign block (a file handle) given a
+  -- tlspeer metatable with debug.setmetatable, or one tlspeer object given
+  -- another class's, is refused by every method instead of being read as
+  -- that class.
+  it("refuses a userdata dressed in another class's metatable", function()
+    local c = tls.Crypto.new()
+    local key = assert(c:generate_ec())
+    local srv = tls.TCPServer.new()
+    local objects = {
+      c, key, assert(c:generate_self_signed_certificate(key)),
+      tls.HashingContext.new(), tls.HMACContext.new(), tls.AESContext.new(),
+      tls.StreamPeerTCP.new(), srv, tls.TLSOptions.client(),
+      tls.StreamPeerTLS.new(),
+    }
+    local f = assert(io.tmpfile())
+    local file_mt = getmetatable(f)
+    local other = tls.StreamPeerTCP.new()
+    local tcp_mt = getmetatable(other)
+    for _, o in ipairs(objects) do
+      local mt = getmetatable(o)
+      for _, victim in ipairs { f, other } do
+        debug.setmetatable(victim, mt)
+        local ok, err = pcall(tostring, victim)
+        local methods = {}
+        for name, fn in pairs(mt.__index) do
+          if type(fn) == "function" then methods[#methods + 1] = { name, fn } end
+        end
+        local calls_ok = {}
+        for _, m in ipairs(methods) do
+          local ok2, err2 = pcall(m[2], victim)
+          if victim ~= other or mt ~= tcp_mt then
+            if ok2 or not tostring(err2):find("bad argument", 1, true) then
+              calls_ok[#calls_ok + 1] = m[1] .. ": " .. tostring(err2)
+            end
+          end
+        end
+        debug.setmetatable(victim, victim == f and file_mt or tcp_mt)
+        if victim ~= other or mt ~= tcp_mt then
+          assert.is_false(ok, tostring(o))
+          assert.matches("bad argument #1", err)
+          assert.are.same({}, calls_ok)
+        end
+      end
+    end
+    f:close()
+    other:disconnect_from_host()
+    srv:stop()
+  end)
+
   it("raises 'attempt to use a closed X' from every method", function()
     local bad = failures("closed", function(r)
       local class = r.label:match("^(%w+):")

@@ -26,6 +26,7 @@
 
 /* Every userdata starts with this header; `closed` is set by __gc/__close. */
 typedef struct tp_obj {
+    uintptr_t tag;            /* its class and address, mixed: see tp_testobj */
     unsigned char closed;
     unsigned char pinned;     /* a TLSOptions points into it: free in __gc */
     unsigned char big_endian; /* StreamPeers: the typed methods' order */
