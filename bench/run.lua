@@ -251,9 +251,11 @@ end
 -- pair on one CPU or on two by chance, and that alone moves a repeat's
 -- round trip by 20 % (44 µs against 54 µs here), more than the difference
 -- being measured.
+local cores
 local function pin_prefixes(row, cg)
-  local cores = tonumber(sh("nproc")) or 1
-  if not row.pin or cg or cores < 2 then return "", "" end
+  if not row.pin or cg then return "", "" end
+  cores = cores or tonumber(sh("nproc")) or 1
+  if cores < 2 then return "", "" end
   return ("taskset -c %d "):format(cores - 1), "taskset -c 0 "
 end
 
